@@ -1,0 +1,7 @@
+// mproc/mproc.hpp — the whole public API in one include.
+#pragma once
+
+#include "mproc/errors.hpp"
+#include "mproc/logging.hpp"
+#include "mproc/pool.hpp"
+#include "mproc/process_info.hpp"

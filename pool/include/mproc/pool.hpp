@@ -1,0 +1,306 @@
+// mproc/pool.hpp — mproc::Pool, Python's multiprocessing.Pool for C++.
+//
+//   mproc::Pool pool(4);                                   // Pool(4)
+//   std::vector<int> v = pool.map(square, inputs);         // p.map(square, inputs)
+//   mproc::AsyncResult<int> r = pool.apply_async(square, 7);
+//   for (int y : pool.imap(square, inputs)) { ... }        // lazy, ordered
+//   pool.close(); pool.join();                             // or pool.terminate()
+//
+// Callables are plain functions, captureless lambdas, or function objects cereal can serialize;
+// arguments and results are any type cereal can serialize. Both are checked at compile time.
+// Each task runs in a worker process; what it throws is rethrown by get() (see AsyncResult).
+//
+// Lifetime: ~Pool closes and joins — all submitted work finishes and every callback runs —
+// unless the pool was terminated or PoolOptions::terminate_on_destroy is set, in which case it
+// terminates. It never leaves a child process or a zombie behind.
+//
+// Failure: a worker that dies (crash, exit() in a task, kill -9) fails exactly the task it was
+// running with WorkerLostError (or re-runs it, up to PoolOptions::max_retries) and is replaced;
+// tasks queued behind it run on other workers. Nothing hangs.
+//
+// Thread safety: every member may be called concurrently from any thread (submission is
+// thread-safe), except that the destructor must not race with other calls.
+//
+// Throws: PoolStateError when submitting to a closed, terminated or broken pool;
+// SerializationError when a task is larger than PoolOptions::max_frame_bytes;
+// std::system_error when processes cannot be created (constructor).
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <iterator>
+#include <memory>
+#include <ranges>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "mproc/errors.hpp"
+#include "mproc/pool/async_result.hpp"
+#include "mproc/pool/detail/coordinator.hpp"
+#include "mproc/pool/detail/tasks.hpp"
+#include "mproc/pool/imap.hpp"
+#include "mproc/pool/pool_options.hpp"
+#include "mproc/process_info.hpp"
+
+namespace mproc {
+
+namespace detail {
+template <class T>
+struct is_callbacks : std::false_type {};
+template <class A, class B>
+struct is_callbacks<Callbacks<A, B>> : std::true_type {};
+
+template <class... A>
+constexpr bool last_is_callbacks() {
+  if constexpr (sizeof...(A) == 0) {
+    return false;
+  } else {
+    return is_callbacks<
+        std::decay_t<std::tuple_element_t<sizeof...(A) - 1, std::tuple<A...>>>>::value;
+  }
+}
+
+// Python's default: ceil(n / (4 * processes)).
+inline std::size_t default_chunksize(std::size_t n, std::size_t processes) {
+  if (n == 0) return 1;
+  const std::size_t d = 4 * std::max<std::size_t>(processes, 1);
+  return std::max<std::size_t>(1, (n + d - 1) / d);
+}
+}  // namespace detail
+
+class Pool {
+ public:
+  // Python's Pool(processes): 0 means cpu_count().
+  explicit Pool(std::size_t processes = 0) : Pool(make_options(processes)) {}
+  explicit Pool(const PoolOptions& options)
+      : coord_(std::make_shared<detail::Coordinator>(options)),
+        terminate_on_destroy_(options.terminate_on_destroy) {}
+
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+
+  ~Pool() {
+    try {
+      if (terminate_on_destroy_ || coord_->terminated()) {
+        coord_->terminate();
+      } else {
+        coord_->close();
+        coord_->join();
+      }
+    } catch (...) {
+      coord_->terminate();
+    }
+  }
+
+  // ---- apply ----------------------------------------------------------------------------------
+
+  // Runs f(args...) in a worker and returns its result (Python: pool.apply(f, args)).
+  template <class F, class... Args>
+  auto apply(F f, Args&&... args) {
+    auto r = apply_async(f, std::forward<Args>(args)...);
+    r.wait();
+    if constexpr (std::is_void_v<decltype(r.get())>) {
+      r.get();
+    } else {
+      r.get();
+      return r.state()->take();
+    }
+  }
+
+  // Submits f(args...) and returns its future at once. An optional last argument
+  // mproc::callbacks(on_value, on_error) runs on the pool's callback thread.
+  template <class F, class... Args>
+  auto apply_async(F f, Args&&... args) {
+    if constexpr (detail::last_is_callbacks<Args...>()) {
+      auto all = std::forward_as_tuple(std::forward<Args>(args)...);
+      return [&]<std::size_t... I>(std::index_sequence<I...>) {
+        return apply_async_impl(f, std::get<sizeof...(Args) - 1>(all),
+                                std::get<I>(std::move(all))...);
+      }
+      (std::make_index_sequence<sizeof...(Args) - 1>());
+    } else {
+      return apply_async_impl(f, Callbacks<std::nullptr_t, std::nullptr_t>{},
+                              std::forward<Args>(args)...);
+    }
+  }
+
+  // ---- map / starmap --------------------------------------------------------------------------
+
+  // Python: pool.map(f, iterable, chunksize). Blocks; returns results in input order, or
+  // rethrows the first failed chunk's exception. chunksize 0 = Python's default.
+  template <class F, class Range>
+  auto map(F f, Range&& inputs, std::size_t chunksize = 0) {
+    return get_moved(map_async(f, std::forward<Range>(inputs), chunksize));
+  }
+
+  template <class F, class Range, class CbA = std::nullptr_t, class CbB = std::nullptr_t>
+  auto map_async(F f, Range&& inputs, std::size_t chunksize = 0, Callbacks<CbA, CbB> cbs = {}) {
+    return submit_map<detail::CallShape::kMap>(f, std::forward<Range>(inputs), chunksize,
+                                               std::move(cbs));
+  }
+
+  // Python: pool.starmap(f, [(a, b), ...]): each input is a tuple (or pair) of arguments.
+  template <class F, class Range>
+  auto starmap(F f, Range&& inputs, std::size_t chunksize = 0) {
+    return get_moved(starmap_async(f, std::forward<Range>(inputs), chunksize));
+  }
+
+  template <class F, class Range, class CbA = std::nullptr_t, class CbB = std::nullptr_t>
+  auto starmap_async(F f, Range&& inputs, std::size_t chunksize = 0, Callbacks<CbA, CbB> cbs = {}) {
+    return submit_map<detail::CallShape::kApply>(f, std::forward<Range>(inputs), chunksize,
+                                                 std::move(cbs));
+  }
+
+  // ---- imap -----------------------------------------------------------------------------------
+
+  // Lazy, ordered (Python: pool.imap(f, iterable, chunksize=1)). The range is read as results
+  // are consumed; an lvalue range must outlive the iteration, an rvalue one is kept inside.
+  template <class F, class Range>
+  auto imap(F f, Range&& inputs, std::size_t chunksize = 1) {
+    return make_imap(f, std::forward<Range>(inputs), chunksize, true);
+  }
+
+  // Lazy, in completion order (Python: pool.imap_unordered).
+  template <class F, class Range>
+  auto imap_unordered(F f, Range&& inputs, std::size_t chunksize = 1) {
+    return make_imap(f, std::forward<Range>(inputs), chunksize, false);
+  }
+
+  // ---- lifecycle ------------------------------------------------------------------------------
+
+  // No more tasks may be submitted; queued ones still run.
+  void close() { coord_->close(); }
+  // Waits for every task and callback, then for the workers to exit. Call close() or
+  // terminate() first (PoolStateError otherwise, as Python's ValueError).
+  void join() { coord_->join(); }
+  // Stops at once: unfinished tasks fail with PoolStateError; workers get SIGTERM, then SIGKILL
+  // after 200 ms; returns when all are reaped (bounded even for stopped workers).
+  void terminate() { coord_->terminate(); }
+
+  std::size_t processes() const noexcept { return coord_->processes(); }
+  // Pids of the live workers (for tests and monitoring); the zygote's pid.
+  std::vector<pid_t> worker_pids() const { return coord_->worker_pids(); }
+  pid_t zygote_pid() const noexcept { return coord_->zygote_pid(); }
+
+ private:
+  static PoolOptions make_options(std::size_t processes) {
+    PoolOptions o;
+    o.processes = processes;
+    return o;
+  }
+
+  template <class T>
+  static auto get_moved(const AsyncResult<T>& r) {
+    if constexpr (std::is_void_v<T>) {
+      r.get();
+    } else {
+      r.get();
+      return r.state()->take();
+    }
+  }
+
+  template <class T, class CbA, class CbB>
+  void attach(const std::shared_ptr<detail::ResultState<T>>& s, Callbacks<CbA, CbB>& cbs) {
+    if constexpr (!std::is_same_v<CbA, std::nullptr_t>)
+      s->set_callback(std::move(cbs.on_value), coord_->callback_runner());
+    if constexpr (!std::is_same_v<CbB, std::nullptr_t>)
+      s->set_error_callback(std::move(cbs.on_error), coord_->callback_runner());
+  }
+
+  template <class F, class CbA, class CbB, class... Args>
+  auto apply_async_impl(F f, Callbacks<CbA, CbB> cbs, Args&&... args) {
+    using Fn = std::decay_t<F>;
+    using Item = detail::apply_item_t<Fn, Args...>;
+    using R = detail::call_result_t<Fn, Item, detail::CallShape::kApply>;
+    auto state = detail::make_state<R>();
+    attach(state, cbs);
+    auto task = std::make_unique<detail::ApplyTask<R>>(state);
+    task->id = coord_->next_task_id();
+    const Item item(std::forward<Args>(args)...);
+    const Item* p = &item;
+    detail::encode_chunk<Fn, Item, detail::CallShape::kApply>(*task, f, p, 1,
+                                                              coord_->max_frame_bytes());
+    coord_->submit(std::move(task));
+    return AsyncResult<R>(std::move(state));
+  }
+
+  template <detail::CallShape S, class F, class Range, class CbA, class CbB>
+  auto submit_map(F f, Range&& inputs, std::size_t chunksize, Callbacks<CbA, CbB> cbs) {
+    using Fn = std::decay_t<F>;
+    using Item = std::remove_cvref_t<std::ranges::range_value_t<Range>>;
+    using R = detail::call_result_t<Fn, Item, S>;
+    using Out = typename detail::MapState<R>::Out;
+    if constexpr (!std::ranges::sized_range<Range> || !std::ranges::forward_range<Range>) {
+      std::vector<Item> copy(std::ranges::begin(inputs), std::ranges::end(inputs));
+      return submit_map<S>(f, copy, chunksize, std::move(cbs));
+    } else {
+      const auto n = static_cast<std::size_t>(std::ranges::size(inputs));
+      if (chunksize == 0) chunksize = detail::default_chunksize(n, processes());
+      const std::size_t chunks = (n + chunksize - 1) / chunksize;
+      auto result = detail::make_state<Out>();
+      attach(result, cbs);
+      if (n == 0) {
+        if (coord_->closed())
+          throw PoolStateError("the pool is closed: no new tasks can be submitted");
+        if constexpr (std::is_void_v<R>) {
+          result->set_value();
+        } else {
+          result->set_value(std::vector<R>{});
+        }
+        return AsyncResult<Out>(std::move(result));
+      }
+      auto st = std::make_shared<detail::MapState<R>>(n, chunks, result);
+      std::vector<std::unique_ptr<detail::Task>> tasks;
+      tasks.reserve(chunks);
+      auto it = std::ranges::begin(inputs);
+      for (std::size_t c = 0, off = 0; c < chunks; ++c, off += chunksize) {
+        const std::size_t count = std::min(chunksize, n - off);
+        auto t = std::make_unique<detail::MapChunkTask<R>>(st, off, count);
+        t->id = coord_->next_task_id();
+        detail::encode_chunk<Fn, Item, S>(*t, f, it, static_cast<std::uint32_t>(count),
+                                          coord_->max_frame_bytes());
+        tasks.push_back(std::move(t));
+      }
+      coord_->submit(tasks);
+      return AsyncResult<Out>(std::move(result));
+    }
+  }
+
+  template <class F, class Range>
+  auto make_imap(F f, Range&& inputs, std::size_t chunksize, bool ordered) {
+    using Fn = std::decay_t<F>;
+    using Item = std::remove_cvref_t<std::ranges::range_value_t<Range>>;
+    using R = detail::call_result_t<Fn, Item, detail::CallShape::kMap>;
+    static_assert(!std::is_void_v<R>, "mproc: imap needs a function that returns a value; use map");
+    if (chunksize == 0) chunksize = 1;
+    if (coord_->closed()) throw PoolStateError("the pool is closed: no new tasks can be submitted");
+    auto state = std::make_shared<detail::ImapState<R>>();
+    // The source lives inside the generator: an owning view for rvalues, a reference otherwise.
+    auto src =
+        std::make_shared<std::views::all_t<Range>>(std::views::all(std::forward<Range>(inputs)));
+    using It = std::ranges::iterator_t<std::views::all_t<Range>>;
+    auto it = std::make_shared<It>(std::ranges::begin(*src));
+    auto coord = coord_;
+    auto make = [=](std::size_t chunk) -> std::unique_ptr<detail::Task> {
+      auto t = std::make_unique<detail::ImapChunkTask<R>>(state, chunk);
+      t->id = coord->next_task_id();
+      const std::uint32_t n = detail::encode_chunk_until<Fn, Item, detail::CallShape::kMap>(
+          *t, f, *it, std::ranges::end(*src), static_cast<std::uint32_t>(chunksize),
+          coord->max_frame_bytes());
+      if (n == 0) return nullptr;
+      t->set_count(n);
+      return t;
+    };
+    const std::size_t max_inflight =
+        std::max<std::size_t>(8, processes() * (chunksize == 1 ? 256 : 8));
+    return ImapRange<R>(std::make_unique<detail::ImapDriver<R>>(coord_, state, std::move(make),
+                                                                ordered, max_inflight));
+  }
+
+  std::shared_ptr<detail::Coordinator> coord_;
+  bool terminate_on_destroy_;
+};
+
+}  // namespace mproc

@@ -1,0 +1,142 @@
+// mproc/pool/imap.hpp — the lazy result range returned by Pool::imap and Pool::imap_unordered.
+//
+//   for (int y : pool.imap(square, std::views::iota(0, 100'000'000))) { if (done(y)) break; }
+//
+// Inputs are read and submitted as results are consumed, with a bounded number of chunks in
+// flight, so an input of any length runs in constant memory (CPython's imap reads its whole input
+// up front). imap yields in input order; imap_unordered in completion order. A chunk whose task
+// failed throws its exception once, when the iteration reaches it; iteration may then go on.
+//
+// Thread safety: one ImapRange is consumed by one thread. Stopping early is fine: chunks
+// already submitted still run, and the pool's join() waits for them.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <iterator>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "mproc/pool/detail/tasks.hpp"
+
+namespace mproc {
+
+namespace detail {
+
+// Consumer-side engine: pulls from the source, submits chunks, hands out results.
+template <class R>
+class ImapDriver {
+ public:
+  // Returns the next chunk's task (encoded from the source), or nullptr when the source is done.
+  using MakeChunk = std::function<std::unique_ptr<Task>(std::size_t chunk_index)>;
+
+  ImapDriver(std::shared_ptr<Coordinator> c, std::shared_ptr<ImapState<R>> s, MakeChunk make,
+             bool ordered, std::size_t max_inflight)
+      : coord_(std::move(c)),
+        state_(std::move(s)),
+        make_(std::move(make)),
+        ordered_(ordered),
+        max_inflight_(max_inflight) {}
+
+  // Advances to the next value; false at the end. Rethrows a failed chunk's exception.
+  bool next() {
+    for (;;) {
+      if (pos_ < buf_.size()) {
+        current_ = std::move(buf_[pos_++]);
+        return true;
+      }
+      top_up();
+      if (inflight_ == 0) return false;
+      auto [chunk, outcome] = state_->take(ordered_ ? next_yield_ : ImapState<R>::npos);
+      (void)chunk;
+      --inflight_;
+      ++next_yield_;
+      buf_.clear();
+      pos_ = 0;
+      if (auto* e = std::get_if<std::exception_ptr>(&outcome)) std::rethrow_exception(*e);
+      buf_ = std::move(std::get<std::vector<R>>(outcome));
+    }
+  }
+
+  R& current() { return current_; }
+
+ private:
+  // Keeps the pipeline between half full and full, submitting in batches (one wake-up each).
+  void top_up() {
+    if (exhausted_ || inflight_ > max_inflight_ / 2) return;
+    std::vector<std::unique_ptr<Task>> batch;
+    while (!exhausted_ && inflight_ + batch.size() < max_inflight_) {
+      auto t = make_(next_chunk_);
+      if (!t) {
+        exhausted_ = true;
+        break;
+      }
+      ++next_chunk_;
+      batch.push_back(std::move(t));
+    }
+    inflight_ += batch.size();
+    if (!batch.empty()) coord_->submit(batch);
+  }
+
+  std::shared_ptr<Coordinator> coord_;
+  std::shared_ptr<ImapState<R>> state_;
+  MakeChunk make_;
+  bool ordered_;
+  std::size_t max_inflight_;
+  std::size_t inflight_ = 0;
+  std::size_t next_chunk_ = 0;
+  std::size_t next_yield_ = 0;
+  bool exhausted_ = false;
+  std::vector<R> buf_;
+  std::size_t pos_ = 0;
+  R current_{};
+};
+
+}  // namespace detail
+
+template <class R>
+class ImapRange {
+ public:
+  class iterator {
+   public:
+    using iterator_category = std::input_iterator_tag;
+    using value_type = R;
+    using difference_type = std::ptrdiff_t;
+    using reference = R&;
+    using pointer = R*;
+
+    iterator() = default;
+    explicit iterator(detail::ImapDriver<R>* d) : d_(d) {
+      if (!d_->next()) d_ = nullptr;
+    }
+    reference operator*() const { return d_->current(); }
+    pointer operator->() const { return &d_->current(); }
+    iterator& operator++() {
+      if (!d_->next()) d_ = nullptr;
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    bool operator==(std::default_sentinel_t) const noexcept { return d_ == nullptr; }
+
+   private:
+    detail::ImapDriver<R>* d_ = nullptr;
+  };
+
+  explicit ImapRange(std::unique_ptr<detail::ImapDriver<R>> d) : d_(std::move(d)) {}
+
+  // Starts the iteration (submits the first chunks and waits for the first value).
+  iterator begin() { return iterator(d_.get()); }
+  std::default_sentinel_t end() const noexcept { return {}; }
+
+  // Python's it.next(): the next value, or nullopt at the end.
+  std::optional<R> next() {
+    if (!d_->next()) return std::nullopt;
+    return std::move(d_->current());
+  }
+
+ private:
+  std::unique_ptr<detail::ImapDriver<R>> d_;
+};
+
+}  // namespace mproc

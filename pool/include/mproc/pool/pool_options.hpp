@@ -1,0 +1,57 @@
+// mproc/pool/pool_options.hpp — how a Pool is built.
+//
+//   mproc::PoolOptions opts;
+//   opts.processes = 4;
+//   opts.maxtasksperchild = 100;
+//   opts.initializer(init_fn, 42);      // Python: Pool(4, initializer=init_fn, initargs=(42,))
+//   mproc::Pool pool(opts);
+//
+// Thread safety: a value type; copy it freely. Not synchronised.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <tuple>
+#include <utility>
+
+#include "mproc/serialize/callable.hpp"
+#include "mproc/serialize/frame.hpp"
+
+namespace mproc {
+
+struct PoolOptions {
+  // Number of worker processes; 0 means cpu_count().
+  std::size_t processes = 0;
+  // A worker exits and is replaced after this many tasks (a map chunk is one task); 0: never.
+  std::size_t maxtasksperchild = 0;
+  // How often a task that killed its worker is run again on a new worker before it fails with
+  // WorkerLostError. 0 (the default): never; a crashing task is reported, not retried.
+  unsigned max_retries = 0;
+  // When true, ~Pool terminates instead of closing and joining.
+  bool terminate_on_destroy = false;
+  // Largest frame (task or result) accepted, in bytes; checked before anything is allocated.
+  std::size_t max_frame_bytes = detail::kDefaultMaxFrameBytes;
+
+  // Runs `fn(args...)` once in every worker before its first task. If it throws, the worker
+  // exits and the pool is broken: pending and later tasks fail with the initializer's exception.
+  template <class F, class... Args>
+  PoolOptions& initializer(F fn, Args&&... args) {
+    using Fn = std::decay_t<F>;
+    using Item = detail::apply_item_t<Fn, Args...>;
+    init_frame_.clear();
+    const std::size_t at = detail::begin_frame(init_frame_);
+    detail::encode_callable<Fn, Item, detail::CallShape::kApply>(init_frame_, fn, 1);
+    detail::WireOutputArchive ar(init_frame_);
+    ar(Item(std::forward<Args>(args)...));
+    detail::finish_frame(init_frame_, at, detail::FrameKind::kInit, 0, 0, max_frame_bytes);
+    return *this;
+  }
+
+  // Internal: the encoded initializer frame (empty when none).
+  const detail::Bytes& init_frame() const noexcept { return init_frame_; }
+
+ private:
+  detail::Bytes init_frame_;
+};
+
+}  // namespace mproc

@@ -1,0 +1,65 @@
+#include "mproc/pool/detail/callback_runner.hpp"
+
+#include "mproc/logging.hpp"
+#include "mproc/pool/async_result.hpp"
+
+namespace mproc::detail {
+
+void log_callback_failure(const char* which) noexcept {
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    get_logger()->error("an AsyncResult {} threw: {}", which, e.what());
+  } catch (...) {
+    get_logger()->error("an AsyncResult {} threw a non-std::exception value", which);
+  }
+}
+
+CallbackRunner::~CallbackRunner() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) {
+    if (thread_.get_id() == std::this_thread::get_id()) {
+      thread_.detach();  // the last pool handle died inside a callback
+    } else {
+      thread_.join();
+    }
+  }
+}
+
+void CallbackRunner::post(std::function<void()> job) {
+  {
+    std::lock_guard lock(mu_);
+    jobs_.push_back(std::move(job));
+    if (!thread_.joinable()) thread_ = std::thread([this] { loop(); });
+  }
+  cv_.notify_one();
+}
+
+void CallbackRunner::drain() {
+  std::unique_lock lock(mu_);
+  if (thread_.joinable() && thread_.get_id() == std::this_thread::get_id()) return;
+  idle_cv_.wait(lock, [&] { return jobs_.empty() && !busy_; });
+}
+
+void CallbackRunner::loop() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [&] { return stop_ || !jobs_.empty(); });
+    if (jobs_.empty()) return;  // stop_ with nothing left
+    auto job = std::move(jobs_.front());
+    jobs_.pop_front();
+    busy_ = true;
+    lock.unlock();
+    job();
+    job = nullptr;
+    lock.lock();
+    busy_ = false;
+    if (jobs_.empty()) idle_cv_.notify_all();
+  }
+}
+
+}  // namespace mproc::detail

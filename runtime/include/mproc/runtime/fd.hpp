@@ -1,0 +1,53 @@
+// mproc/runtime/fd.hpp — descriptor plumbing shared by the coordinator, zygote and workers.
+// Internal (namespace detail); not part of the public API.
+//
+// Thread safety: UniqueFd is a value type (distinct objects independent). The free functions
+// are thread-safe; they retry on EINTR.
+#pragma once
+
+#include <cstddef>
+#include <span>
+#include <utility>
+
+namespace mproc::detail {
+
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) noexcept : fd_(fd) {}
+  UniqueFd(UniqueFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  UniqueFd& operator=(UniqueFd&& o) noexcept {
+    if (this != &o) reset(std::exchange(o.fd_, -1));
+    return *this;
+  }
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  ~UniqueFd() { reset(); }
+
+  int get() const noexcept { return fd_; }
+  explicit operator bool() const noexcept { return fd_ >= 0; }
+  int release() noexcept { return std::exchange(fd_, -1); }
+  void reset(int fd = -1) noexcept;
+
+ private:
+  int fd_ = -1;
+};
+
+// A socketpair with SOCK_CLOEXEC on both ends (Asio's connect_pair does not set it, and a
+// descriptor leaked into a sibling worker would keep EOF from ever arriving).
+std::pair<UniqueFd, UniqueFd> make_socketpair(int type);
+
+void set_nonblocking(int fd, bool on);
+
+// Writes everything or throws std::system_error (EPIPE included; SIGPIPE is never raised).
+void write_all(int fd, const void* data, std::size_t size);
+
+// pidfd_open / pidfd_send_signal by syscall (glibc 2.36's <sys/pidfd.h> lacks extern "C").
+// Return -1 with errno on failure.
+int pidfd_open_fd(int pid) noexcept;
+int pidfd_signal(int pidfd, int sig) noexcept;
+
+// Closes every descriptor above 2 except those listed.
+void close_fds_except(std::span<const int> keep) noexcept;
+
+}  // namespace mproc::detail

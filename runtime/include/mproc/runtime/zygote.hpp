@@ -1,0 +1,77 @@
+// mproc/runtime/zygote.hpp — the single-threaded process every pool worker is forked from.
+// Internal (namespace detail).
+//
+// Forking a multi-threaded coordinator is hazardous (a lock held by another thread stays locked
+// forever in the child) and its cost grows with the coordinator's memory. So a pool forks one
+// small zygote before any of its threads exist, and every worker, first or replacement, is forked
+// from it: all workers see the same snapshot and replacing one costs a fork of a small process.
+//
+// The zygote is the workers' parent: it reaps them and reports each exit status to the
+// coordinator, so there are never zombies and the coordinator learns why a worker died.
+// With each spawned worker it sends a pidfd, so the coordinator can signal the worker without a
+// pid-reuse race. Workers die with the zygote and the zygote with the coordinator thread that
+// forked it (PR_SET_PDEATHSIG, checked against getppid() right after it is set).
+//
+// Thread safety: a Zygote belongs to the one coordinator thread that started it.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <utility>
+
+#include "mproc/runtime/fd.hpp"
+
+namespace mproc::detail {
+
+class Zygote {
+ public:
+  // Runs in each new worker with its socket and slot index; must never return (it _exits).
+  using WorkerMain = std::function<void(int fd, unsigned index)>;
+
+  struct Report {
+    enum class Kind : std::uint32_t { kSpawned = 1, kSpawnFailed = 2, kExited = 3 } kind;
+    pid_t pid = 0;
+    int status = 0;  // waitpid status for kExited, errno for kSpawnFailed
+    unsigned index = 0;
+    UniqueFd pidfd;  // kSpawned only (may be empty if pidfd_open failed)
+  };
+
+  Zygote() = default;
+  // Forks the zygote from the calling thread. Throws std::system_error.
+  explicit Zygote(WorkerMain worker_main);
+  Zygote(Zygote&& o) noexcept : control_(std::move(o.control_)), pid_(std::exchange(o.pid_, -1)) {}
+  Zygote& operator=(Zygote&& o) noexcept {
+    if (this != &o) {
+      stop();
+      control_ = std::move(o.control_);
+      pid_ = std::exchange(o.pid_, -1);
+    }
+    return *this;
+  }
+  ~Zygote();
+
+  pid_t pid() const noexcept { return pid_; }
+  // Non-blocking SOCK_SEQPACKET socket; readable when a report is waiting.
+  int control_fd() const noexcept { return control_.get(); }
+
+  // Asks the zygote to fork a worker for slot `index` that will own `worker_fd`.
+  // Throws std::system_error if the zygote is gone.
+  void request_spawn(int worker_fd, unsigned index);
+
+  // Reads one report without blocking. nullopt: none waiting. Throws EOFError when the zygote
+  // has gone away.
+  std::optional<Report> receive();
+
+  // Closes the control socket (the zygote exits, its remaining workers die with it) and reaps
+  // the zygote, killing it if it has not exited within `grace_ms`.
+  void stop(int grace_ms = 1000) noexcept;
+
+ private:
+  UniqueFd control_;
+  pid_t pid_ = -1;
+};
+
+}  // namespace mproc::detail

@@ -1,0 +1,81 @@
+// mproc/errors.hpp — every error mproc throws.
+//
+// All derive from mproc::Error, itself a std::runtime_error, so one `catch (const mproc::Error&)`
+// sees everything the library raises on its own account. Exceptions thrown by a task are not
+// wrapped: a standard exception comes back as the same standard type (see RemoteError).
+//
+// Thread safety: exception objects are immutable after construction; safe to share.
+#pragma once
+
+#include <sys/types.h>
+#include <stdexcept>
+#include <string>
+
+namespace mproc {
+
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A task threw something that is not a standard exception type mproc can rebuild
+// (a user-defined exception class, or a non-exception value such as `throw 42`).
+class RemoteError : public Error {
+ public:
+  RemoteError(std::string type_name, std::string message)
+      : Error(type_name + ": " + message),
+        type_name_(std::move(type_name)),
+        message_(std::move(message)) {}
+  // Demangled dynamic type of what the task threw, e.g. "my::ParseError" or "int".
+  const std::string& type_name() const noexcept { return type_name_; }
+  // The task exception's what(), or a description for non-std::exception values.
+  const std::string& message() const noexcept { return message_; }
+
+ private:
+  std::string type_name_;
+  std::string message_;
+};
+
+// The worker running the task died (signal, exit() inside the task, killed from outside).
+class WorkerLostError : public Error {
+ public:
+  WorkerLostError(const std::string& what, pid_t pid, int exit_code, int signal)
+      : Error(what), pid_(pid), exit_code_(exit_code), signal_(signal) {}
+  pid_t pid() const noexcept { return pid_; }
+  // The worker's exit status if it exited, else -1.
+  int exit_code() const noexcept { return exit_code_; }
+  // The signal that killed the worker, else 0.
+  int signal() const noexcept { return signal_; }
+
+ private:
+  pid_t pid_;
+  int exit_code_;
+  int signal_;
+};
+
+// A wait with a deadline expired (AsyncResult::get(timeout), Queue::get(timeout), ...).
+class TimeoutError : public Error {
+ public:
+  using Error::Error;
+};
+
+// Submitting to a pool that is closed, terminated or broken.
+class PoolStateError : public Error {
+ public:
+  using Error::Error;
+};
+
+// A value could not be encoded or decoded: a corrupt or oversized frame, a frame naming an
+// unknown callable, or a cereal failure while (de)serializing a task's arguments or result.
+class SerializationError : public Error {
+ public:
+  using Error::Error;
+};
+
+// The far end of a pipe or connection is closed and nothing is left to read.
+class EOFError : public Error {
+ public:
+  using Error::Error;
+};
+
+}  // namespace mproc

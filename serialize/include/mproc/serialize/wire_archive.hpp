@@ -1,0 +1,151 @@
+// mproc/serialize/wire_archive.hpp — the cereal archives that put values on mproc's wire.
+//
+// They write and read cereal's binary layout straight into / out of a byte buffer, with no
+// iostream in between (the hot path of every task), and the input side never trusts a length:
+// a container size larger than the bytes left in the frame is a SerializationError before any
+// allocation, so eight garbage bytes cannot make cereal reserve hundreds of gigabytes.
+//
+// Thread safety: distinct archives are independent; one archive must not be shared.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <cereal/cereal.hpp>
+#include <cereal/types/common.hpp>
+// The standard-library types every task may use without an extra include.
+#include <cereal/types/array.hpp>
+#include <cereal/types/bitset.hpp>
+#include <cereal/types/chrono.hpp>
+#include <cereal/types/complex.hpp>
+#include <cereal/types/deque.hpp>
+#include <cereal/types/list.hpp>
+#include <cereal/types/map.hpp>
+#include <cereal/types/optional.hpp>
+#include <cereal/types/set.hpp>
+#include <cereal/types/string.hpp>
+#include <cereal/types/tuple.hpp>
+#include <cereal/types/unordered_map.hpp>
+#include <cereal/types/unordered_set.hpp>
+#include <cereal/types/utility.hpp>
+#include <cereal/types/variant.hpp>
+#include <cereal/types/vector.hpp>
+
+#include "mproc/errors.hpp"
+
+namespace mproc::detail {
+
+// A growable byte buffer; the archives append to it, frames are built in it.
+using Bytes = std::vector<char>;
+
+class WireOutputArchive
+    : public cereal::OutputArchive<WireOutputArchive, cereal::AllowEmptyClassElision> {
+ public:
+  explicit WireOutputArchive(Bytes& out)
+      : cereal::OutputArchive<WireOutputArchive, cereal::AllowEmptyClassElision>(this), out_(out) {}
+
+  void saveBinary(const void* data, std::size_t size) {
+    const std::size_t at = out_.size();
+    out_.resize(at + size);
+    if (size != 0) std::memcpy(out_.data() + at, data, size);
+  }
+
+ private:
+  Bytes& out_;
+};
+
+class WireInputArchive
+    : public cereal::InputArchive<WireInputArchive, cereal::AllowEmptyClassElision> {
+ public:
+  explicit WireInputArchive(std::span<const char> in)
+      : cereal::InputArchive<WireInputArchive, cereal::AllowEmptyClassElision>(this), in_(in) {}
+
+  void loadBinary(void* data, std::size_t size) {
+    if (size > remaining()) {
+      throw SerializationError("truncated payload: need " + std::to_string(size) + " bytes, " +
+                               std::to_string(remaining()) + " left");
+    }
+    if (size != 0) std::memcpy(data, in_.data() + pos_, size);
+    pos_ += size;
+  }
+
+  // A declared element count can never exceed the bytes that would have to follow it.
+  void checkSize(std::uint64_t count) const {
+    if (count > remaining()) {
+      throw SerializationError("corrupt payload: container of " + std::to_string(count) +
+                               " elements declared with only " + std::to_string(remaining()) +
+                               " bytes left");
+    }
+  }
+
+  std::size_t remaining() const noexcept { return in_.size() - pos_; }
+  std::size_t position() const noexcept { return pos_; }
+
+ private:
+  std::span<const char> in_;
+  std::size_t pos_ = 0;
+};
+
+}  // namespace mproc::detail
+
+namespace cereal {
+
+template <class T>
+inline std::enable_if_t<std::is_arithmetic_v<T>> CEREAL_SAVE_FUNCTION_NAME(
+    mproc::detail::WireOutputArchive& ar, const T& t) {
+  ar.saveBinary(std::addressof(t), sizeof(t));
+}
+
+template <class T>
+inline std::enable_if_t<std::is_arithmetic_v<T>> CEREAL_LOAD_FUNCTION_NAME(
+    mproc::detail::WireInputArchive& ar, T& t) {
+  ar.loadBinary(std::addressof(t), sizeof(t));
+}
+
+template <class Archive, class T>
+inline CEREAL_ARCHIVE_RESTRICT(mproc::detail::WireInputArchive, mproc::detail::WireOutputArchive)
+    CEREAL_SERIALIZE_FUNCTION_NAME(Archive& ar, NameValuePair<T>& t) {
+  ar(t.value);
+}
+
+template <class T>
+inline void CEREAL_SAVE_FUNCTION_NAME(mproc::detail::WireOutputArchive& ar, const SizeTag<T>& t) {
+  ar(t.size);
+}
+
+template <class T>
+inline void CEREAL_LOAD_FUNCTION_NAME(mproc::detail::WireInputArchive& ar, SizeTag<T>& t) {
+  ar(t.size);
+  ar.checkSize(static_cast<std::uint64_t>(t.size));
+}
+
+template <class T>
+inline void CEREAL_SAVE_FUNCTION_NAME(mproc::detail::WireOutputArchive& ar,
+                                      const BinaryData<T>& bd) {
+  ar.saveBinary(bd.data, static_cast<std::size_t>(bd.size));
+}
+
+template <class T>
+inline void CEREAL_LOAD_FUNCTION_NAME(mproc::detail::WireInputArchive& ar, BinaryData<T>& bd) {
+  ar.loadBinary(bd.data, static_cast<std::size_t>(bd.size));
+}
+
+}  // namespace cereal
+
+CEREAL_REGISTER_ARCHIVE(mproc::detail::WireOutputArchive)
+CEREAL_REGISTER_ARCHIVE(mproc::detail::WireInputArchive)
+CEREAL_SETUP_ARCHIVE_TRAITS(mproc::detail::WireInputArchive, mproc::detail::WireOutputArchive)
+
+namespace mproc {
+
+// True when T can cross the wire (cereal knows how to save and load it).
+template <class T>
+inline constexpr bool is_wire_serializable_v =
+    cereal::traits::is_output_serializable<T, detail::WireOutputArchive>::value&&
+        cereal::traits::is_input_serializable<T, detail::WireInputArchive>::value;
+
+}  // namespace mproc

@@ -1,0 +1,229 @@
+#include "mproc/serialize/exception_wire.hpp"
+
+#include <cxxabi.h>
+
+#include <any>
+#include <functional>
+#include <future>
+#include <memory>
+#include <new>
+#include <optional>
+#include <system_error>
+#include <typeinfo>
+#include <variant>
+
+namespace mproc::detail {
+namespace {
+
+// The wire names of the classes we rebuild. Order in `classify` matters: most derived first.
+enum class Kind : std::uint8_t {
+  kRemote = 0,  // anything else: RemoteError(type, message)
+  kInvalidArgument,
+  kDomainError,
+  kLengthError,
+  kOutOfRange,
+  kLogicError,
+  kRangeError,
+  kOverflowError,
+  kUnderflowError,
+  kSystemError,
+  kRuntimeError,
+  kBadAlloc,
+  kBadCast,
+  kBadTypeid,
+  kBadFunctionCall,
+  kBadOptionalAccess,
+  kBadVariantAccess,
+  kBadAnyCast,
+  kException,
+  // mproc's own errors raised inside the worker.
+  kSerializationError,
+  kTimeoutError,
+  kEOFError,
+  kPoolStateError,
+  kMprocError,
+};
+
+struct Encoded {
+  Kind kind = Kind::kRemote;
+  std::string type_name;
+  std::string message;
+  int code = 0;  // std::system_error value
+  std::string category;
+
+  template <class A>
+  void serialize(A& ar) {
+    ar(kind, type_name, message, code, category);
+  }
+};
+
+Kind classify(const std::exception& e) {
+  // mproc's own classes first: they derive from std::runtime_error.
+  if (dynamic_cast<const SerializationError*>(&e)) return Kind::kSerializationError;
+  if (dynamic_cast<const TimeoutError*>(&e)) return Kind::kTimeoutError;
+  if (dynamic_cast<const EOFError*>(&e)) return Kind::kEOFError;
+  if (dynamic_cast<const PoolStateError*>(&e)) return Kind::kPoolStateError;
+  if (dynamic_cast<const RemoteError*>(&e)) return Kind::kRemote;
+  if (typeid(e) == typeid(Error)) return Kind::kMprocError;
+  // A user class deriving from a standard one must not be sliced to its base silently: only
+  // the exact standard types are rebuilt as themselves.
+  const std::type_info& t = typeid(e);
+  if (t == typeid(std::invalid_argument)) return Kind::kInvalidArgument;
+  if (t == typeid(std::domain_error)) return Kind::kDomainError;
+  if (t == typeid(std::length_error)) return Kind::kLengthError;
+  if (t == typeid(std::out_of_range)) return Kind::kOutOfRange;
+  if (t == typeid(std::logic_error)) return Kind::kLogicError;
+  if (t == typeid(std::range_error)) return Kind::kRangeError;
+  if (t == typeid(std::overflow_error)) return Kind::kOverflowError;
+  if (t == typeid(std::underflow_error)) return Kind::kUnderflowError;
+  if (t == typeid(std::system_error)) return Kind::kSystemError;
+  if (t == typeid(std::runtime_error)) return Kind::kRuntimeError;
+  if (t == typeid(std::bad_alloc)) return Kind::kBadAlloc;
+  if (t == typeid(std::bad_cast)) return Kind::kBadCast;
+  if (t == typeid(std::bad_typeid)) return Kind::kBadTypeid;
+  if (t == typeid(std::bad_function_call)) return Kind::kBadFunctionCall;
+  if (t == typeid(std::bad_optional_access)) return Kind::kBadOptionalAccess;
+  if (t == typeid(std::bad_variant_access)) return Kind::kBadVariantAccess;
+  if (t == typeid(std::bad_any_cast)) return Kind::kBadAnyCast;
+  if (t == typeid(std::exception)) return Kind::kException;
+  return Kind::kRemote;
+}
+
+void write(Bytes& out, const Encoded& enc) {
+  WireOutputArchive ar(out);
+  ar(enc);
+}
+
+// Standard classes whose constructors take no message: keep the type, lose only the text
+// (their what() is implementation-defined anyway).
+template <class E>
+std::exception_ptr plain() {
+  return std::make_exception_ptr(E());
+}
+
+}  // namespace
+
+std::string demangle(const char* mangled) {
+  int status = 0;
+  std::unique_ptr<char, void (*)(void*)> out(
+      abi::__cxa_demangle(mangled, nullptr, nullptr, &status), std::free);
+  return status == 0 && out ? std::string(out.get()) : std::string(mangled);
+}
+
+void encode_current_exception(Bytes& out) noexcept {
+  const std::size_t at = out.size();
+  try {
+    Encoded enc;
+    try {
+      throw;
+    } catch (const std::system_error& e) {
+      enc.kind = classify(e);
+      enc.type_name = demangle(typeid(e).name());
+      enc.message = e.what();
+      enc.code = e.code().value();
+      enc.category = e.code().category().name();
+    } catch (const std::exception& e) {
+      enc.kind = classify(e);
+      if (const auto* r = dynamic_cast<const RemoteError*>(&e)) {
+        enc.type_name = r->type_name();
+        enc.message = r->message();
+      } else {
+        enc.type_name = demangle(typeid(e).name());
+        enc.message = e.what();
+      }
+    } catch (...) {
+      enc.kind = Kind::kRemote;
+      const std::type_info* t = abi::__cxa_current_exception_type();
+      enc.type_name = t ? demangle(t->name()) : "unknown";
+      enc.message = "non-std::exception value thrown by task";
+    }
+    write(out, enc);
+  } catch (...) {
+    out.resize(at);
+    try {
+      write(out, Encoded{Kind::kRemote, "unknown", "exception could not be encoded", 0, {}});
+    } catch (...) {
+    }
+  }
+}
+
+void encode_error(Bytes& out, const std::string& kind_name, const std::string& message) noexcept {
+  try {
+    Encoded enc;
+    enc.kind = kind_name == "SerializationError" ? Kind::kSerializationError : Kind::kMprocError;
+    enc.type_name = "mproc::" + kind_name;
+    enc.message = message;
+    write(out, enc);
+  } catch (...) {
+  }
+}
+
+std::exception_ptr decode_exception(std::span<const char> payload) noexcept {
+  try {
+    Encoded e;
+    WireInputArchive ar(payload);
+    ar(e);
+    const std::string& m = e.message;
+    switch (e.kind) {
+      case Kind::kInvalidArgument:
+        return std::make_exception_ptr(std::invalid_argument(m));
+      case Kind::kDomainError:
+        return std::make_exception_ptr(std::domain_error(m));
+      case Kind::kLengthError:
+        return std::make_exception_ptr(std::length_error(m));
+      case Kind::kOutOfRange:
+        return std::make_exception_ptr(std::out_of_range(m));
+      case Kind::kLogicError:
+        return std::make_exception_ptr(std::logic_error(m));
+      case Kind::kRangeError:
+        return std::make_exception_ptr(std::range_error(m));
+      case Kind::kOverflowError:
+        return std::make_exception_ptr(std::overflow_error(m));
+      case Kind::kUnderflowError:
+        return std::make_exception_ptr(std::underflow_error(m));
+      case Kind::kSystemError: {
+        const std::error_category& cat =
+            e.category == "generic" ? std::generic_category() : std::system_category();
+        // what() already contains the category message; rebuild with the caller's text only.
+        return std::make_exception_ptr(std::system_error(e.code, cat, m));
+      }
+      case Kind::kRuntimeError:
+        return std::make_exception_ptr(std::runtime_error(m));
+      case Kind::kBadAlloc:
+        return plain<std::bad_alloc>();
+      case Kind::kBadCast:
+        return plain<std::bad_cast>();
+      case Kind::kBadTypeid:
+        return plain<std::bad_typeid>();
+      case Kind::kBadFunctionCall:
+        return plain<std::bad_function_call>();
+      case Kind::kBadOptionalAccess:
+        return plain<std::bad_optional_access>();
+      case Kind::kBadVariantAccess:
+        return plain<std::bad_variant_access>();
+      case Kind::kBadAnyCast:
+        return plain<std::bad_any_cast>();
+      case Kind::kException:
+        return plain<std::exception>();
+      case Kind::kSerializationError:
+        return std::make_exception_ptr(SerializationError(m));
+      case Kind::kTimeoutError:
+        return std::make_exception_ptr(TimeoutError(m));
+      case Kind::kEOFError:
+        return std::make_exception_ptr(EOFError(m));
+      case Kind::kPoolStateError:
+        return std::make_exception_ptr(PoolStateError(m));
+      case Kind::kMprocError:
+        return std::make_exception_ptr(Error(m));
+      case Kind::kRemote:
+        return std::make_exception_ptr(RemoteError(e.type_name, m));
+    }
+    return std::make_exception_ptr(
+        SerializationError("corrupt error frame: unknown exception kind"));
+  } catch (const std::exception& ex) {
+    return std::make_exception_ptr(
+        SerializationError(std::string("corrupt error frame: ") + ex.what()));
+  }
+}
+
+}  // namespace mproc::detail

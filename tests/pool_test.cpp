@@ -1,0 +1,21 @@
+#include <gtest/gtest.h>
+
+#include <mproc/mproc.hpp>
+
+namespace {
+int square(int x) {
+  return x * x;
+}
+}  // namespace
+
+TEST(PoolSmoke, ApplyMapImap) {
+  mproc::Pool pool(2);
+  EXPECT_EQ(pool.apply(square, 7), 49);
+  std::vector<int> in{1, 2, 3, 4, 5};
+  EXPECT_EQ(pool.map(square, in), (std::vector<int>{1, 4, 9, 16, 25}));
+  auto r = pool.apply_async([](int a, int b) { return a + b; }, 2, 3);
+  EXPECT_EQ(r.get(), 5);
+  std::vector<int> got;
+  for (int y : pool.imap(square, in)) got.push_back(y);
+  EXPECT_EQ(got, (std::vector<int>{1, 4, 9, 16, 25}));
+}

@@ -1,0 +1,27 @@
+// mproc/worker/worker_loop.hpp — what a pool worker process does until it exits.
+// Internal (namespace detail).
+//
+// read frames -> run each -> reply, with replies to frames that arrived together coalesced into
+// one write. An init frame runs the initializer; after `maxtasks` task frames (0: unlimited) the
+// worker flushes its replies and exits; on EOF it exits. It always leaves with _exit, never
+// returning into the code that forked it.
+//
+// Thread safety: runs alone in a single-threaded child.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+namespace mproc::detail {
+
+struct WorkerConfig {
+  std::size_t maxtasks = 0;
+  std::size_t max_frame_bytes = 0;
+};
+
+[[noreturn]] void run_worker(int fd, const WorkerConfig& config);
+
+// Prepares a freshly forked worker: name, signals, descriptors. Keeps only `fd` (and 0-2).
+void enter_worker_process(int fd, std::string name);
+
+}  // namespace mproc::detail
