@@ -19,3 +19,15 @@ TEST(PoolSmoke, ApplyMapImap) {
   for (int y : pool.imap(square, in)) got.push_back(y);
   EXPECT_EQ(got, (std::vector<int>{1, 4, 9, 16, 25}));
 }
+
+TEST(ThreadPoolSmoke, SameApi) {
+  mproc::ThreadPool pool(2);
+  int base = 10;
+  EXPECT_EQ(pool.apply([base](int x) { return x + base; }, 1), 11);
+  std::vector<int> in{1, 2, 3};
+  EXPECT_EQ(pool.map(square, in), (std::vector<int>{1, 4, 9}));
+  std::vector<int> got;
+  for (int y : pool.imap(square, in)) got.push_back(y);
+  EXPECT_EQ(got, (std::vector<int>{1, 4, 9}));
+  EXPECT_THROW(pool.apply([] { throw std::out_of_range("x"); }), std::out_of_range);
+}

@@ -814,6 +814,13 @@ void Coordinator::submit(std::unique_ptr<Task> task) {
 void Coordinator::submit(std::vector<std::unique_ptr<Task>>& tasks) {
   impl_->submit(tasks);
 }
+void Coordinator::submit(std::vector<std::unique_ptr<ChunkJob>>& jobs) {
+  std::vector<std::unique_ptr<Task>> tasks;
+  tasks.reserve(jobs.size());
+  for (auto& j : jobs) tasks.emplace_back(static_cast<Task*>(j.release()));
+  jobs.clear();
+  impl_->submit(tasks);
+}
 void Coordinator::close() {
   impl_->close();
 }

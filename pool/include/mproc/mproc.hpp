@@ -5,3 +5,4 @@
 #include "mproc/logging.hpp"
 #include "mproc/pool.hpp"
 #include "mproc/process_info.hpp"
+#include "mproc/thread_pool.hpp"

@@ -39,6 +39,7 @@
 #include "mproc/errors.hpp"
 #include "mproc/pool/async_result.hpp"
 #include "mproc/pool/detail/coordinator.hpp"
+#include "mproc/pool/detail/pool_api.hpp"
 #include "mproc/pool/detail/tasks.hpp"
 #include "mproc/pool/imap.hpp"
 #include "mproc/pool/pool_options.hpp"
@@ -46,31 +47,9 @@
 
 namespace mproc {
 
-namespace detail {
-template <class T>
-struct is_callbacks : std::false_type {};
-template <class A, class B>
-struct is_callbacks<Callbacks<A, B>> : std::true_type {};
+class Pool : public detail::PoolApi<Pool> {
+  friend class detail::PoolApi<Pool>;
 
-template <class... A>
-constexpr bool last_is_callbacks() {
-  if constexpr (sizeof...(A) == 0) {
-    return false;
-  } else {
-    return is_callbacks<
-        std::decay_t<std::tuple_element_t<sizeof...(A) - 1, std::tuple<A...>>>>::value;
-  }
-}
-
-// Python's default: ceil(n / (4 * processes)).
-inline std::size_t default_chunksize(std::size_t n, std::size_t processes) {
-  if (n == 0) return 1;
-  const std::size_t d = 4 * std::max<std::size_t>(processes, 1);
-  return std::max<std::size_t>(1, (n + d - 1) / d);
-}
-}  // namespace detail
-
-class Pool {
  public:
   // Python's Pool(processes): 0 means cpu_count().
   explicit Pool(std::size_t processes = 0) : Pool(make_options(processes)) {}
@@ -94,80 +73,6 @@ class Pool {
     }
   }
 
-  // ---- apply ----------------------------------------------------------------------------------
-
-  // Runs f(args...) in a worker and returns its result (Python: pool.apply(f, args)).
-  template <class F, class... Args>
-  auto apply(F f, Args&&... args) {
-    auto r = apply_async(f, std::forward<Args>(args)...);
-    r.wait();
-    if constexpr (std::is_void_v<decltype(r.get())>) {
-      r.get();
-    } else {
-      r.get();
-      return r.state()->take();
-    }
-  }
-
-  // Submits f(args...) and returns its future at once. An optional last argument
-  // mproc::callbacks(on_value, on_error) runs on the pool's callback thread.
-  template <class F, class... Args>
-  auto apply_async(F f, Args&&... args) {
-    if constexpr (detail::last_is_callbacks<Args...>()) {
-      auto all = std::forward_as_tuple(std::forward<Args>(args)...);
-      return [&]<std::size_t... I>(std::index_sequence<I...>) {
-        return apply_async_impl(f, std::get<sizeof...(Args) - 1>(all),
-                                std::get<I>(std::move(all))...);
-      }
-      (std::make_index_sequence<sizeof...(Args) - 1>());
-    } else {
-      return apply_async_impl(f, Callbacks<std::nullptr_t, std::nullptr_t>{},
-                              std::forward<Args>(args)...);
-    }
-  }
-
-  // ---- map / starmap --------------------------------------------------------------------------
-
-  // Python: pool.map(f, iterable, chunksize). Blocks; returns results in input order, or
-  // rethrows the first failed chunk's exception. chunksize 0 = Python's default.
-  template <class F, class Range>
-  auto map(F f, Range&& inputs, std::size_t chunksize = 0) {
-    return get_moved(map_async(f, std::forward<Range>(inputs), chunksize));
-  }
-
-  template <class F, class Range, class CbA = std::nullptr_t, class CbB = std::nullptr_t>
-  auto map_async(F f, Range&& inputs, std::size_t chunksize = 0, Callbacks<CbA, CbB> cbs = {}) {
-    return submit_map<detail::CallShape::kMap>(f, std::forward<Range>(inputs), chunksize,
-                                               std::move(cbs));
-  }
-
-  // Python: pool.starmap(f, [(a, b), ...]): each input is a tuple (or pair) of arguments.
-  template <class F, class Range>
-  auto starmap(F f, Range&& inputs, std::size_t chunksize = 0) {
-    return get_moved(starmap_async(f, std::forward<Range>(inputs), chunksize));
-  }
-
-  template <class F, class Range, class CbA = std::nullptr_t, class CbB = std::nullptr_t>
-  auto starmap_async(F f, Range&& inputs, std::size_t chunksize = 0, Callbacks<CbA, CbB> cbs = {}) {
-    return submit_map<detail::CallShape::kApply>(f, std::forward<Range>(inputs), chunksize,
-                                                 std::move(cbs));
-  }
-
-  // ---- imap -----------------------------------------------------------------------------------
-
-  // Lazy, ordered (Python: pool.imap(f, iterable, chunksize=1)). The range is read as results
-  // are consumed; an lvalue range must outlive the iteration, an rvalue one is kept inside.
-  template <class F, class Range>
-  auto imap(F f, Range&& inputs, std::size_t chunksize = 1) {
-    return make_imap(f, std::forward<Range>(inputs), chunksize, true);
-  }
-
-  // Lazy, in completion order (Python: pool.imap_unordered).
-  template <class F, class Range>
-  auto imap_unordered(F f, Range&& inputs, std::size_t chunksize = 1) {
-    return make_imap(f, std::forward<Range>(inputs), chunksize, false);
-  }
-
   // ---- lifecycle ------------------------------------------------------------------------------
 
   // No more tasks may be submitted; queued ones still run.
@@ -180,6 +85,9 @@ class Pool {
   void terminate() { coord_->terminate(); }
 
   std::size_t processes() const noexcept { return coord_->processes(); }
+  const std::shared_ptr<detail::CallbackRunner>& callback_runner() const noexcept {
+    return coord_->callback_runner();
+  }
   // Pids of the live workers (for tests and monitoring); the zygote's pid.
   std::vector<pid_t> worker_pids() const { return coord_->worker_pids(); }
   pid_t zygote_pid() const noexcept { return coord_->zygote_pid(); }
@@ -191,31 +99,13 @@ class Pool {
     return o;
   }
 
-  template <class T>
-  static auto get_moved(const AsyncResult<T>& r) {
-    if constexpr (std::is_void_v<T>) {
-      r.get();
-    } else {
-      r.get();
-      return r.state()->take();
-    }
-  }
-
-  template <class T, class CbA, class CbB>
-  void attach(const std::shared_ptr<detail::ResultState<T>>& s, Callbacks<CbA, CbB>& cbs) {
-    if constexpr (!std::is_same_v<CbA, std::nullptr_t>)
-      s->set_callback(std::move(cbs.on_value), coord_->callback_runner());
-    if constexpr (!std::is_same_v<CbB, std::nullptr_t>)
-      s->set_error_callback(std::move(cbs.on_error), coord_->callback_runner());
-  }
-
   template <class F, class CbA, class CbB, class... Args>
   auto apply_async_impl(F f, Callbacks<CbA, CbB> cbs, Args&&... args) {
     using Fn = std::decay_t<F>;
     using Item = detail::apply_item_t<Fn, Args...>;
     using R = detail::call_result_t<Fn, Item, detail::CallShape::kApply>;
     auto state = detail::make_state<R>();
-    attach(state, cbs);
+    this->attach(state, cbs);
     auto task = std::make_unique<detail::ApplyTask<R>>(state);
     task->id = coord_->next_task_id();
     const Item item(std::forward<Args>(args)...);
@@ -240,7 +130,7 @@ class Pool {
       if (chunksize == 0) chunksize = detail::default_chunksize(n, processes());
       const std::size_t chunks = (n + chunksize - 1) / chunksize;
       auto result = detail::make_state<Out>();
-      attach(result, cbs);
+      this->attach(result, cbs);
       if (n == 0) {
         if (coord_->closed())
           throw PoolStateError("the pool is closed: no new tasks can be submitted");
@@ -253,7 +143,7 @@ class Pool {
       }
       auto st = std::make_shared<detail::MapState<R>>(n, chunks, result);
       std::vector<std::unique_ptr<detail::Task>> tasks;
-      tasks.reserve(chunks);
+      std::size_t batch_bytes = 0;
       auto it = std::ranges::begin(inputs);
       for (std::size_t c = 0, off = 0; c < chunks; ++c, off += chunksize) {
         const std::size_t count = std::min(chunksize, n - off);
@@ -261,9 +151,16 @@ class Pool {
         t->id = coord_->next_task_id();
         detail::encode_chunk<Fn, Item, S>(*t, f, it, static_cast<std::uint32_t>(count),
                                           coord_->max_frame_bytes());
+        batch_bytes += t->frame.size();
         tasks.push_back(std::move(t));
+        // Hand over work as it is encoded (workers start while the rest is being encoded), in
+        // batches so that small chunks cost one wake-up per batch, not one each.
+        if (c == 0 || batch_bytes >= (256u << 10) || tasks.size() >= 256) {
+          coord_->submit(tasks);
+          batch_bytes = 0;
+        }
       }
-      coord_->submit(tasks);
+      if (!tasks.empty()) coord_->submit(tasks);
       return AsyncResult<Out>(std::move(result));
     }
   }
@@ -283,7 +180,7 @@ class Pool {
     using It = std::ranges::iterator_t<std::views::all_t<Range>>;
     auto it = std::make_shared<It>(std::ranges::begin(*src));
     auto coord = coord_;
-    auto make = [=](std::size_t chunk) -> std::unique_ptr<detail::Task> {
+    auto make = [=](std::size_t chunk) -> std::unique_ptr<detail::ChunkJob> {
       auto t = std::make_unique<detail::ImapChunkTask<R>>(state, chunk);
       t->id = coord->next_task_id();
       const std::uint32_t n = detail::encode_chunk_until<Fn, Item, detail::CallShape::kMap>(
@@ -295,8 +192,11 @@ class Pool {
     };
     const std::size_t max_inflight =
         std::max<std::size_t>(8, processes() * (chunksize == 1 ? 256 : 8));
-    return ImapRange<R>(std::make_unique<detail::ImapDriver<R>>(coord_, state, std::move(make),
-                                                                ordered, max_inflight));
+    auto submit = [coord](std::vector<std::unique_ptr<detail::ChunkJob>>& jobs) {
+      coord->submit(jobs);
+    };
+    return ImapRange<R>(std::make_unique<detail::ImapDriver<R>>(
+        std::move(submit), state, std::move(make), ordered, max_inflight));
   }
 
   std::shared_ptr<detail::Coordinator> coord_;

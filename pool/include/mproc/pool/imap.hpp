@@ -24,16 +24,20 @@ namespace mproc {
 
 namespace detail {
 
-// Consumer-side engine: pulls from the source, submits chunks, hands out results.
+// Consumer-side engine: pulls from the source, submits chunks, hands out results. Shared by
+// Pool (jobs are encoded frames) and ThreadPool (jobs are closures).
 template <class R>
 class ImapDriver {
  public:
-  // Returns the next chunk's task (encoded from the source), or nullptr when the source is done.
-  using MakeChunk = std::function<std::unique_ptr<Task>(std::size_t chunk_index)>;
+  using Job = std::unique_ptr<ChunkJob>;
+  // Returns the next chunk's job (read from the source), or nullptr when the source is done.
+  using MakeChunk = std::function<Job(std::size_t chunk_index)>;
+  // Hands a batch of jobs to the pool (one wake-up per batch).
+  using Submit = std::function<void(std::vector<Job>&)>;
 
-  ImapDriver(std::shared_ptr<Coordinator> c, std::shared_ptr<ImapState<R>> s, MakeChunk make,
-             bool ordered, std::size_t max_inflight)
-      : coord_(std::move(c)),
+  ImapDriver(Submit submit, std::shared_ptr<ImapState<R>> s, MakeChunk make, bool ordered,
+             std::size_t max_inflight)
+      : submit_(std::move(submit)),
         state_(std::move(s)),
         make_(std::move(make)),
         ordered_(ordered),
@@ -65,7 +69,7 @@ class ImapDriver {
   // Keeps the pipeline between half full and full, submitting in batches (one wake-up each).
   void top_up() {
     if (exhausted_ || inflight_ > max_inflight_ / 2) return;
-    std::vector<std::unique_ptr<Task>> batch;
+    std::vector<Job> batch;
     while (!exhausted_ && inflight_ + batch.size() < max_inflight_) {
       auto t = make_(next_chunk_);
       if (!t) {
@@ -76,10 +80,10 @@ class ImapDriver {
       batch.push_back(std::move(t));
     }
     inflight_ += batch.size();
-    if (!batch.empty()) coord_->submit(batch);
+    if (!batch.empty()) submit_(batch);
   }
 
-  std::shared_ptr<Coordinator> coord_;
+  Submit submit_;
   std::shared_ptr<ImapState<R>> state_;
   MakeChunk make_;
   bool ordered_;

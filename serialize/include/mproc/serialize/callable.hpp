@@ -173,6 +173,9 @@ struct Invoker {
   template <class Fn>
   static void run_with(Fn& fn, InvokeContext& ctx) {
     WireOutputArchive out(ctx.out);
+    if constexpr (std::is_arithmetic_v<Result>) {
+      ctx.out.reserve(ctx.out.size() + std::size_t{ctx.count} * sizeof(Result));
+    }
     Item item{};
     for (std::uint32_t i = 0; i < ctx.count; ++i) {
       ctx.in(item);

@@ -49,9 +49,8 @@ class WireOutputArchive
       : cereal::OutputArchive<WireOutputArchive, cereal::AllowEmptyClassElision>(this), out_(out) {}
 
   void saveBinary(const void* data, std::size_t size) {
-    const std::size_t at = out_.size();
-    out_.resize(at + size);
-    if (size != 0) std::memcpy(out_.data() + at, data, size);
+    const char* p = static_cast<const char*>(data);
+    out_.insert(out_.end(), p, p + size);
   }
 
  private:

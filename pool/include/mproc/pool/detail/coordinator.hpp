@@ -23,10 +23,15 @@
 
 namespace mproc::detail {
 
-// One frame of work and what to do with its outcome.
-class Task {
+// Base of every queued unit of work (a process-pool frame, a thread-pool closure).
+class ChunkJob {
  public:
-  virtual ~Task() = default;
+  virtual ~ChunkJob() = default;
+};
+
+// One frame of work and what to do with its outcome.
+class Task : public ChunkJob {
+ public:
   // I/O thread. Decode `payload` (the worker's results) and complete. Must not throw.
   virtual void on_ok(std::span<const char> payload) noexcept = 0;
   // I/O thread. The task failed (its exception, a lost worker, termination). Must not throw.
@@ -54,6 +59,8 @@ class Coordinator {
   // Queues tasks. Throws PoolStateError if the pool is closed, terminated or broken.
   void submit(std::unique_ptr<Task> task);
   void submit(std::vector<std::unique_ptr<Task>>& tasks);
+  // For the imap driver: every job must be a Task.
+  void submit(std::vector<std::unique_ptr<ChunkJob>>& jobs);
 
   // No more submissions; queued work still runs.
   void close();

@@ -27,9 +27,15 @@ void encode_chunk(Task& task, const Fn& fn, It& it, std::uint32_t count, std::si
   const std::size_t at = begin_frame(f);
   encode_callable<Fn, Item, S>(f, fn, count);
   WireOutputArchive ar(f);
-  for (std::uint32_t i = 0; i < count; ++i, ++it) {
-    const Item& item = *it;
-    ar(item);
+  if constexpr (std::is_arithmetic_v<Item> && std::contiguous_iterator<It>) {
+    // cereal's binary layout of a run of arithmetic values is their bytes: one copy.
+    ar.saveBinary(std::to_address(it), std::size_t{count} * sizeof(Item));
+    it += count;
+  } else {
+    for (std::uint32_t i = 0; i < count; ++i, ++it) {
+      const Item& item = *it;
+      ar(item);
+    }
   }
   finish_frame(f, at, FrameKind::kTask, task.id, 0, cap);
 }
@@ -56,7 +62,11 @@ std::uint32_t encode_chunk_until(Task& task, const Fn& fn, It& it, const End& en
 template <class R>
 void decode_results(std::span<const char> payload, R* out, std::size_t count) {
   WireInputArchive in(payload);
-  for (std::size_t i = 0; i < count; ++i) in(out[i]);
+  if constexpr (std::is_arithmetic_v<R>) {
+    in.loadBinary(out, count * sizeof(R));
+  } else {
+    for (std::size_t i = 0; i < count; ++i) in(out[i]);
+  }
   if (in.remaining() != 0) throw SerializationError("corrupt result: trailing bytes");
 }
 

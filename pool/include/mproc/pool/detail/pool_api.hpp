@@ -1,0 +1,142 @@
+// mproc/pool/detail/pool_api.hpp — the Python-shaped calls shared by Pool and ThreadPool.
+// Internal (namespace detail). Each front end provides apply_async_impl, submit_map, make_imap,
+// processes() and callback_runner(); everything users call is written once, here.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <memory>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#include "mproc/pool/async_result.hpp"
+#include "mproc/serialize/callable.hpp"
+
+namespace mproc {
+namespace detail {
+
+template <class T>
+struct is_callbacks : std::false_type {};
+template <class A, class B>
+struct is_callbacks<Callbacks<A, B>> : std::true_type {};
+
+template <class... A>
+constexpr bool last_is_callbacks() {
+  if constexpr (sizeof...(A) == 0) {
+    return false;
+  } else {
+    return is_callbacks<
+        std::decay_t<std::tuple_element_t<sizeof...(A) - 1, std::tuple<A...>>>>::value;
+  }
+}
+
+// Python's default: ceil(n / (4 * processes)).
+inline std::size_t default_chunksize(std::size_t n, std::size_t processes) {
+  if (n == 0) return 1;
+  const std::size_t d = 4 * std::max<std::size_t>(processes, 1);
+  return std::max<std::size_t>(1, (n + d - 1) / d);
+}
+
+template <class Derived>
+class PoolApi {
+ public:
+  // ---- apply ----------------------------------------------------------------------------------
+
+  // Runs f(args...) in a worker and returns its result (Python: pool.apply(f, args)).
+  template <class F, class... Args>
+  auto apply(F f, Args&&... args) {
+    auto r = apply_async(f, std::forward<Args>(args)...);
+    r.wait();
+    if constexpr (std::is_void_v<decltype(r.get())>) {
+      r.get();
+    } else {
+      r.get();
+      return r.state()->take();
+    }
+  }
+
+  // Submits f(args...) and returns its future at once. An optional last argument
+  // mproc::callbacks(on_value, on_error) runs on the pool's callback thread.
+  template <class F, class... Args>
+  auto apply_async(F f, Args&&... args) {
+    if constexpr (last_is_callbacks<Args...>()) {
+      auto all = std::forward_as_tuple(std::forward<Args>(args)...);
+      return [&]<std::size_t... I>(std::index_sequence<I...>) {
+        return self().apply_async_impl(f, std::get<sizeof...(Args) - 1>(all),
+                                       std::get<I>(std::move(all))...);
+      }
+      (std::make_index_sequence<sizeof...(Args) - 1>());
+    } else {
+      return self().apply_async_impl(f, Callbacks<std::nullptr_t, std::nullptr_t>{},
+                                     std::forward<Args>(args)...);
+    }
+  }
+
+  // ---- map / starmap --------------------------------------------------------------------------
+
+  // Python: pool.map(f, iterable, chunksize). Blocks; returns results in input order, or
+  // rethrows the first failed chunk's exception. chunksize 0 = Python's default.
+  template <class F, class Range>
+  auto map(F f, Range&& inputs, std::size_t chunksize = 0) {
+    return get_moved(map_async(f, std::forward<Range>(inputs), chunksize));
+  }
+
+  template <class F, class Range, class CbA = std::nullptr_t, class CbB = std::nullptr_t>
+  auto map_async(F f, Range&& inputs, std::size_t chunksize = 0, Callbacks<CbA, CbB> cbs = {}) {
+    return self().template submit_map<CallShape::kMap>(f, std::forward<Range>(inputs), chunksize,
+                                                       std::move(cbs));
+  }
+
+  // Python: pool.starmap(f, [(a, b), ...]): each input is a tuple (or pair) of arguments.
+  template <class F, class Range>
+  auto starmap(F f, Range&& inputs, std::size_t chunksize = 0) {
+    return get_moved(starmap_async(f, std::forward<Range>(inputs), chunksize));
+  }
+
+  template <class F, class Range, class CbA = std::nullptr_t, class CbB = std::nullptr_t>
+  auto starmap_async(F f, Range&& inputs, std::size_t chunksize = 0, Callbacks<CbA, CbB> cbs = {}) {
+    return self().template submit_map<CallShape::kApply>(f, std::forward<Range>(inputs), chunksize,
+                                                         std::move(cbs));
+  }
+
+  // ---- imap -----------------------------------------------------------------------------------
+
+  // Lazy, ordered (Python: pool.imap(f, iterable, chunksize=1)). The range is read as results
+  // are consumed; an lvalue range must outlive the iteration, an rvalue one is kept inside.
+  template <class F, class Range>
+  auto imap(F f, Range&& inputs, std::size_t chunksize = 1) {
+    return self().make_imap(f, std::forward<Range>(inputs), chunksize, true);
+  }
+
+  // Lazy, in completion order (Python: pool.imap_unordered).
+  template <class F, class Range>
+  auto imap_unordered(F f, Range&& inputs, std::size_t chunksize = 1) {
+    return self().make_imap(f, std::forward<Range>(inputs), chunksize, false);
+  }
+
+ protected:
+  template <class T>
+  static auto get_moved(const AsyncResult<T>& r) {
+    if constexpr (std::is_void_v<T>) {
+      r.get();
+    } else {
+      r.get();
+      return r.state()->take();
+    }
+  }
+
+  template <class T, class CbA, class CbB>
+  void attach(const std::shared_ptr<detail::ResultState<T>>& s, Callbacks<CbA, CbB>& cbs) {
+    if constexpr (!std::is_same_v<CbA, std::nullptr_t>)
+      s->set_callback(std::move(cbs.on_value), self().callback_runner());
+    if constexpr (!std::is_same_v<CbB, std::nullptr_t>)
+      s->set_error_callback(std::move(cbs.on_error), self().callback_runner());
+  }
+
+ private:
+  Derived& self() { return static_cast<Derived&>(*this); }
+};
+
+}  // namespace detail
+}  // namespace mproc

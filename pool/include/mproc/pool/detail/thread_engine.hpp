@@ -1,0 +1,63 @@
+// mproc/pool/detail/thread_engine.hpp — ThreadPool's workers: N threads over one job queue.
+// Internal (namespace detail).
+//
+// Thread safety: submit/close/join/terminate may be called from any thread.
+#pragma once
+
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "mproc/pool/detail/callback_runner.hpp"
+#include "mproc/pool/detail/coordinator.hpp"
+
+namespace mproc::detail {
+
+// A closure run by a pool thread; cancel() is called instead when the pool is terminated first.
+class ThreadJob : public ChunkJob {
+ public:
+  virtual void run() noexcept = 0;
+  virtual void cancel(std::exception_ptr why) noexcept = 0;
+};
+
+class ThreadEngine {
+ public:
+  explicit ThreadEngine(std::size_t threads);
+  ThreadEngine(const ThreadEngine&) = delete;
+  ThreadEngine& operator=(const ThreadEngine&) = delete;
+  ~ThreadEngine();
+
+  std::size_t processes() const noexcept { return threads_.size(); }
+  const std::shared_ptr<CallbackRunner>& callback_runner() const noexcept { return runner_; }
+
+  // Throws PoolStateError if closed or terminated. Every job must be a ThreadJob.
+  void submit(std::vector<std::unique_ptr<ChunkJob>>& jobs);
+  void submit(std::unique_ptr<ThreadJob> job);
+  void close();
+  void join();
+  // Cancels queued jobs (PoolStateError); running ones finish (threads cannot be killed).
+  void terminate();
+  bool closed() const;
+  bool terminated() const;
+
+ private:
+  void loop();
+
+  mutable std::mutex mu_;
+  std::condition_variable work_cv_;
+  std::condition_variable done_cv_;
+  std::deque<std::unique_ptr<ThreadJob>> queue_;
+  std::size_t running_ = 0;
+  bool closed_ = false;
+  bool terminated_ = false;
+  bool stop_ = false;
+  std::mutex join_mu_;
+  std::vector<std::thread> threads_;
+  std::shared_ptr<CallbackRunner> runner_;
+};
+
+}  // namespace mproc::detail

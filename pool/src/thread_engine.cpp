@@ -1,0 +1,105 @@
+#include "mproc/pool/detail/thread_engine.hpp"
+
+#include "mproc/errors.hpp"
+#include "mproc/process_info.hpp"
+
+namespace mproc::detail {
+
+ThreadEngine::ThreadEngine(std::size_t threads) : runner_(std::make_shared<CallbackRunner>()) {
+  if (threads == 0) threads = cpu_count();
+  threads_.reserve(threads);
+  for (std::size_t i = 0; i < threads; ++i) threads_.emplace_back([this] { loop(); });
+}
+
+ThreadEngine::~ThreadEngine() {
+  terminate();
+  runner_->drain();
+}
+
+void ThreadEngine::submit(std::vector<std::unique_ptr<ChunkJob>>& jobs) {
+  {
+    std::lock_guard lock(mu_);
+    if (terminated_) throw PoolStateError("the pool has been terminated");
+    if (closed_) throw PoolStateError("the pool is closed: no new tasks can be submitted");
+    for (auto& j : jobs) queue_.emplace_back(static_cast<ThreadJob*>(j.release()));
+  }
+  jobs.clear();
+  work_cv_.notify_all();
+}
+
+void ThreadEngine::submit(std::unique_ptr<ThreadJob> job) {
+  {
+    std::lock_guard lock(mu_);
+    if (terminated_) throw PoolStateError("the pool has been terminated");
+    if (closed_) throw PoolStateError("the pool is closed: no new tasks can be submitted");
+    queue_.push_back(std::move(job));
+  }
+  work_cv_.notify_one();
+}
+
+void ThreadEngine::close() {
+  std::lock_guard lock(mu_);
+  closed_ = true;
+}
+
+bool ThreadEngine::closed() const {
+  std::lock_guard lock(mu_);
+  return closed_;
+}
+
+bool ThreadEngine::terminated() const {
+  std::lock_guard lock(mu_);
+  return terminated_;
+}
+
+void ThreadEngine::join() {
+  {
+    std::unique_lock lock(mu_);
+    if (!closed_ && !terminated_) {
+      throw PoolStateError("ThreadPool::join(): call close() or terminate() first");
+    }
+    done_cv_.wait(lock, [&] { return queue_.empty() && running_ == 0; });
+    stop_ = true;
+  }
+  work_cv_.notify_all();
+  {
+    std::lock_guard lock(join_mu_);
+    for (auto& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+  }
+  runner_->drain();
+}
+
+void ThreadEngine::terminate() {
+  std::deque<std::unique_ptr<ThreadJob>> dropped;
+  {
+    std::lock_guard lock(mu_);
+    closed_ = terminated_ = true;
+    dropped.swap(queue_);
+  }
+  const auto why =
+      std::make_exception_ptr(PoolStateError("the pool was terminated before this task ran"));
+  for (auto& j : dropped) j->cancel(why);
+  done_cv_.notify_all();
+  join();
+}
+
+void ThreadEngine::loop() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    work_cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+    if (queue_.empty()) return;
+    auto job = std::move(queue_.front());
+    queue_.pop_front();
+    ++running_;
+    lock.unlock();
+    job->run();
+    job.reset();
+    lock.lock();
+    --running_;
+    if (running_ == 0 && queue_.empty()) done_cv_.notify_all();
+  }
+}
+
+}  // namespace mproc::detail
