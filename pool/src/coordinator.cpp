@@ -82,6 +82,14 @@ struct Worker {
   std::exception_ptr fault;  // set when the worker broke the protocol
   double ewma_ns = 0;
   std::unique_ptr<asio::steady_timer> exit_timer;
+  Bytes ctrl;  // control frames (kCancel), written between task frames
+  std::size_t ctrl_off = 0;
+  bool announced_retire = false;     // sent kRetiring: nothing behind its last result started
+  std::uint64_t timed_head = 0;      // the head task the time-limit timer is armed for
+  std::uint64_t timed_out = 0;       // the task that ran out of time (worker being stopped)
+  std::uint64_t cancelled_head = 0;  // the running task cancelled by the user
+  std::unique_ptr<asio::steady_timer> head_timer;
+  std::unique_ptr<asio::steady_timer> kill_timer;
 };
 using WorkerPtr = std::shared_ptr<Worker>;
 
@@ -100,7 +108,8 @@ class Coordinator::Impl {
     // thread, which lives exactly as long as the pool.
     io_thread_ = std::thread([this, &started] {
       try {
-        const WorkerConfig cfg{opts_.maxtasksperchild, opts_.max_frame_bytes};
+        const WorkerConfig cfg{opts_.maxtasksperchild, opts_.max_frame_bytes,
+                               opts_.max_memory_per_child, opts_.max_address_space_per_child};
         zygote_ = Zygote([cfg](int fd, unsigned serial) {
           enter_worker_process(fd, "ForkPoolWorker-" + std::to_string(serial));
           run_worker(fd, cfg);
@@ -151,6 +160,13 @@ class Coordinator::Impl {
   void close() {
     std::lock_guard lock(mu_);
     closed_ = true;
+  }
+
+  void cancel(std::vector<std::uint64_t> ids) {
+    asio::post(io_, [this, ids = std::move(ids)] {
+      for (std::uint64_t id : ids) cancel_one(id);
+      dispatch();
+    });
   }
 
   void join() {
@@ -381,11 +397,17 @@ class Coordinator::Impl {
       std::size_t n = 0;
       if (w->preamble_off < w->preamble.size()) {
         iov[n++] = {w->preamble.data() + w->preamble_off, w->preamble.size() - w->preamble_off};
-      }
-      for (std::size_t i = w->write_idx; i < w->inflight.size() && n < kMaxIov; ++i) {
-        Bytes& f = w->inflight[i]->frame;
-        const std::size_t off = i == w->write_idx ? w->write_off : 0;
-        iov[n++] = {f.data() + off, f.size() - off};
+      } else if (w->write_off > 0) {  // finish a partly written frame before any control frame
+        Bytes& f = w->inflight[w->write_idx]->frame;
+        iov[n++] = {f.data() + w->write_off, f.size() - w->write_off};
+      } else {
+        if (w->ctrl_off < w->ctrl.size()) {
+          iov[n++] = {w->ctrl.data() + w->ctrl_off, w->ctrl.size() - w->ctrl_off};
+        }
+        for (std::size_t i = w->write_idx; i < w->inflight.size() && n < kMaxIov; ++i) {
+          Bytes& f = w->inflight[i]->frame;
+          iov[n++] = {f.data(), f.size()};
+        }
       }
       if (n == 0) return;
       msghdr mh{};
@@ -410,6 +432,14 @@ class Coordinator::Impl {
         const std::size_t k = std::min(left, w->preamble.size() - w->preamble_off);
         w->preamble_off += k;
         left -= k;
+      } else if (w->write_off == 0 && w->ctrl_off < w->ctrl.size()) {
+        const std::size_t k = std::min(left, w->ctrl.size() - w->ctrl_off);
+        w->ctrl_off += k;
+        left -= k;
+        if (w->ctrl_off == w->ctrl.size()) {
+          w->ctrl.clear();
+          w->ctrl_off = 0;
+        }
       }
       while (left > 0) {
         const std::size_t rest = w->inflight[w->write_idx]->frame.size() - w->write_off;
@@ -434,6 +464,7 @@ class Coordinator::Impl {
       w->reading = false;
       if (ec || w->gone) return;
       on_readable(w);
+      arm_head_timer(w);
       if (w->eof) {
         if (w->exited) {
           finalize(w);
@@ -485,7 +516,8 @@ class Coordinator::Impl {
       try {
         h = parse_frame_header({w->rbuf.data() + w->rbeg, w->rend - w->rbeg},
                                opts_.max_frame_bytes);
-        if (h && h->kind != FrameKind::kResultOk && h->kind != FrameKind::kResultErr) {
+        if (h && h->kind != FrameKind::kResultOk && h->kind != FrameKind::kResultErr &&
+            h->kind != FrameKind::kRetiring) {
           throw SerializationError("corrupt frame from worker: unexpected kind");
         }
       } catch (const SerializationError&) {
@@ -505,6 +537,15 @@ class Coordinator::Impl {
       }
       const std::span<const char> payload(w->rbuf.data() + w->rbeg + kFrameHeaderSize, h->length);
       w->rbeg += need;
+      if (h->kind == FrameKind::kRetiring) {
+        get_logger()->debug("{} (pid {}) is over its memory cap; replacing it", w->name, w->pid);
+        w->announced_retire = true;
+        if (!w->retiring) {
+          w->retiring = true;
+          if (!shutting_down_ && !zygote_lost_) spawn_worker();
+        }
+        continue;
+      }
       if (!w->init_acked && h->task_id == 0) {
         w->init_acked = true;
         if (h->kind == FrameKind::kResultErr) initializer_failed(decode_exception(payload));
@@ -569,6 +610,8 @@ class Coordinator::Impl {
     if (w->gone || !w->eof || !w->exited) return;
     w->gone = true;
     if (w->exit_timer) w->exit_timer->cancel();
+    if (w->head_timer) w->head_timer->cancel();
+    if (w->kill_timer) w->kill_timer->cancel();
     std::error_code ignored;
     w->sock.cancel(ignored);
     w->sock.close(ignored);
@@ -593,7 +636,7 @@ class Coordinator::Impl {
       // The head of the queue is the task it was running if the worker got all of its frame;
       // the ones behind it never started and go back to the front of the queue, in order.
       std::unique_ptr<Task> head;
-      if (w->write_idx > 0 && w->init_acked) {
+      if (w->write_idx > 0 && w->init_acked && !w->announced_retire) {
         head = std::move(w->inflight.front());
         w->inflight.pop_front();
       }
@@ -602,7 +645,18 @@ class Coordinator::Impl {
       }
       w->inflight.clear();
       if (head) {
-        if (w->fault) {
+        if (head->id == w->cancelled_head) {
+          fail_task(std::move(head),
+                    std::make_exception_ptr(CancelledError("the task was cancelled")));
+        } else if (head->id == w->timed_out) {
+          const auto ms =
+              std::chrono::duration_cast<std::chrono::milliseconds>(timeout_of(*head)).count();
+          std::string msg = "task " + std::to_string(head->id) + " exceeded its time limit of " +
+                            std::to_string(ms) + " ms; worker " + w->name + " (pid " +
+                            std::to_string(w->pid) + ") was stopped";
+          get_logger()->warn("{}", msg);
+          fail_task(std::move(head), std::make_exception_ptr(TaskTimeoutError(msg)));
+        } else if (w->fault) {
           fail_task(std::move(head), w->fault);
         } else if (++head->crashes <= opts_.max_retries && !broken_) {
           get_logger()->warn("{} (pid {}) {} while running task {}; retrying it ({} of {})",
@@ -650,7 +704,7 @@ class Coordinator::Impl {
   // ---- dispatch -------------------------------------------------------------------------------
 
   std::size_t capacity(const Worker& w) const {
-    if (w.retiring || w.eof || w.fault || w.gone) return 0;
+    if (w.retiring || w.eof || w.fault || w.gone || w.timed_out || w.cancelled_head) return 0;
     std::size_t depth = kInitialDepth;
     if (w.ewma_ns > 0) {
       depth = static_cast<std::size_t>(kPipelineBudgetNs / w.ewma_ns);
@@ -698,7 +752,81 @@ class Coordinator::Impl {
         if (pending_.empty()) break;
       }
     }
-    for (auto& w : touched) flush(w);
+    for (auto& w : touched) {
+      flush(w);
+      arm_head_timer(w);
+    }
+  }
+
+  // ---- time limits and cancellation -----------------------------------------------------------
+
+  std::chrono::nanoseconds timeout_of(const Task& t) const {
+    return t.timeout.count() > 0 ? t.timeout : opts_.task_timeout;
+  }
+
+  // Times the task at the head of the worker's queue: it is running once its frame is written
+  // (the worker starts it as soon as it has answered the one before).
+  void arm_head_timer(const WorkerPtr& w) {
+    if (w->gone || w->timed_out || w->inflight.empty() || w->write_idx == 0) return;
+    const Task& head = *w->inflight.front();
+    if (head.id == w->timed_head) return;
+    w->timed_head = head.id;
+    const auto limit = timeout_of(head);
+    if (limit.count() <= 0) {
+      if (w->head_timer) w->head_timer->cancel();
+      return;
+    }
+    if (!w->head_timer) w->head_timer = std::make_unique<asio::steady_timer>(io_);
+    w->head_timer->expires_after(limit);
+    const std::uint64_t id = head.id;
+    w->head_timer->async_wait([this, w, id](std::error_code ec) {
+      if (ec || w->gone || w->inflight.empty() || w->inflight.front()->id != id) return;
+      w->timed_out = id;
+      stop_worker(w);
+    });
+  }
+
+  // SIGTERM now, SIGKILL after the grace period.
+  void stop_worker(const WorkerPtr& w) {
+    kill_worker(w, SIGTERM);
+    if (!w->kill_timer) w->kill_timer = std::make_unique<asio::steady_timer>(io_);
+    w->kill_timer->expires_after(opts_.timeout_grace);
+    w->kill_timer->async_wait([this, w](std::error_code ec) {
+      if (!ec && !w->gone) kill_worker(w, SIGKILL);
+    });
+  }
+
+  void cancel_one(std::uint64_t id) {
+    const auto cancelled = std::make_exception_ptr(CancelledError("the task was cancelled"));
+    for (auto it = pending_.begin(); it != pending_.end(); ++it) {
+      if ((*it)->id == id) {
+        auto t = std::move(*it);
+        pending_.erase(it);
+        fail_task(std::move(t), cancelled);
+        return;
+      }
+    }
+    for (auto& w : workers_) {
+      for (std::size_t i = 0; i < w->inflight.size(); ++i) {
+        if (w->inflight[i]->id != id) continue;
+        const bool unsent = i > w->write_idx || (i == w->write_idx && w->write_off == 0);
+        if (unsent) {
+          auto t = std::move(w->inflight[i]);
+          w->inflight.erase(w->inflight.begin() + static_cast<std::ptrdiff_t>(i));
+          --w->assigned;
+          fail_task(std::move(t), cancelled);
+        } else if (i == 0) {
+          w->cancelled_head = id;  // running: stop it; the pool replaces the worker
+          kill_worker(w, SIGKILL);
+        } else {
+          // Waiting in the worker's pipe: ask it to skip the task.
+          const std::size_t at = begin_frame(w->ctrl);
+          finish_frame(w->ctrl, at, FrameKind::kCancel, id, 0);
+          flush(w);
+        }
+        return;
+      }
+    }
   }
 
   // ---- shutdown -------------------------------------------------------------------------------
@@ -820,6 +948,9 @@ void Coordinator::submit(std::vector<std::unique_ptr<ChunkJob>>& jobs) {
   for (auto& j : jobs) tasks.emplace_back(static_cast<Task*>(j.release()));
   jobs.clear();
   impl_->submit(tasks);
+}
+void Coordinator::cancel(std::vector<std::uint64_t> ids) {
+  impl_->cancel(std::move(ids));
 }
 void Coordinator::close() {
   impl_->close();

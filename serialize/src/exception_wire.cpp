@@ -42,6 +42,9 @@ enum class Kind : std::uint8_t {
   kEOFError,
   kPoolStateError,
   kMprocError,
+  kCancelledError,
+  kTaskTimeoutError,
+  kWorkerLostError,
 };
 
 struct Encoded {
@@ -63,6 +66,9 @@ Kind classify(const std::exception& e) {
   if (dynamic_cast<const TimeoutError*>(&e)) return Kind::kTimeoutError;
   if (dynamic_cast<const EOFError*>(&e)) return Kind::kEOFError;
   if (dynamic_cast<const PoolStateError*>(&e)) return Kind::kPoolStateError;
+  if (dynamic_cast<const CancelledError*>(&e)) return Kind::kCancelledError;
+  if (dynamic_cast<const TaskTimeoutError*>(&e)) return Kind::kTaskTimeoutError;
+  if (dynamic_cast<const WorkerLostError*>(&e)) return Kind::kWorkerLostError;
   if (dynamic_cast<const RemoteError*>(&e)) return Kind::kRemote;
   if (typeid(e) == typeid(Error)) return Kind::kMprocError;
   // A user class deriving from a standard one must not be sliced to its base silently: only
@@ -150,7 +156,10 @@ void encode_current_exception(Bytes& out) noexcept {
 void encode_error(Bytes& out, const std::string& kind_name, const std::string& message) noexcept {
   try {
     Encoded enc;
-    enc.kind = kind_name == "SerializationError" ? Kind::kSerializationError : Kind::kMprocError;
+    enc.kind = kind_name == "SerializationError" ? Kind::kSerializationError
+               : kind_name == "CancelledError"   ? Kind::kCancelledError
+               : kind_name == "TaskTimeoutError" ? Kind::kTaskTimeoutError
+                                                 : Kind::kMprocError;
     enc.type_name = "mproc::" + kind_name;
     enc.message = message;
     write(out, enc);
@@ -215,6 +224,12 @@ std::exception_ptr decode_exception(std::span<const char> payload) noexcept {
         return std::make_exception_ptr(PoolStateError(m));
       case Kind::kMprocError:
         return std::make_exception_ptr(Error(m));
+      case Kind::kCancelledError:
+        return std::make_exception_ptr(CancelledError(m));
+      case Kind::kTaskTimeoutError:
+        return std::make_exception_ptr(TaskTimeoutError(m));
+      case Kind::kWorkerLostError:
+        return std::make_exception_ptr(WorkerLostError(m, 0, -1, 0));
       case Kind::kRemote:
         return std::make_exception_ptr(RemoteError(e.type_name, m));
     }

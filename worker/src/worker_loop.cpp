@@ -1,12 +1,14 @@
 #include "mproc/worker/worker_loop.hpp"
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <array>
 #include <cerrno>
+#include <vector>
 
 #include "mproc/logging.hpp"
 #include "mproc/process_info.hpp"
@@ -77,48 +79,152 @@ void enter_worker_process(int fd, std::string name) {
   close_fds_except(keep);
 }
 
+namespace {
+
+// The worker's inbound byte stream: frames are parsed in place; kCancel frames are looked for
+// ahead of the task about to run, so a task cancelled while it waited in the pipe never starts.
+class Inbox {
+ public:
+  Inbox(int fd, std::size_t cap) : fd_(fd), cap_(cap), buf_(1 << 16) {}
+
+  // The next complete frame (header validated), or nullopt when more bytes are needed.
+  // Exits the process on a corrupt frame.
+  std::optional<FrameHeader> peek() {
+    std::optional<FrameHeader> h = header_at(begin_);
+    if (!h) return std::nullopt;
+    const std::size_t need = kFrameHeaderSize + h->length;
+    if (end_ - begin_ < need) {
+      if (buf_.size() - begin_ < need) {  // make room for a large frame, once
+        compact();
+        if (buf_.size() < need) buf_.resize(need);
+      }
+      return std::nullopt;
+    }
+    return h;
+  }
+  std::span<const char> payload(const FrameHeader& h) const {
+    return {buf_.data() + begin_ + kFrameHeaderSize, h.length};
+  }
+  void pop(const FrameHeader& h) {
+    begin_ += kFrameHeaderSize + h.length;
+    if (scan_ < begin_) scan_ = begin_;
+  }
+
+  // Blocking read of more bytes; false on EOF or error.
+  bool fill(bool block) {
+    if (begin_ == end_) begin_ = end_ = scan_ = 0;
+    if (end_ == buf_.size()) compact();
+    if (end_ == buf_.size()) buf_.resize(buf_.size() * 2);
+    for (;;) {
+      const ssize_t n =
+          ::recv(fd_, buf_.data() + end_, buf_.size() - end_, block ? 0 : MSG_DONTWAIT);
+      if (n > 0) {
+        end_ += static_cast<std::size_t>(n);
+        return true;
+      }
+      if (n == 0) return false;
+      if (errno == EINTR) continue;
+      return !block && (errno == EAGAIN || errno == EWOULDBLOCK);
+    }
+  }
+
+  // Whether task `id` has been cancelled by a frame that is already buffered.
+  bool cancelled(std::uint64_t id) {
+    while (auto h = header_at(scan_)) {
+      if (end_ - scan_ < kFrameHeaderSize + h->length) break;
+      if (h->kind == FrameKind::kCancel) cancelled_.push_back(h->task_id);
+      scan_ += kFrameHeaderSize + h->length;
+    }
+    for (std::size_t i = 0; i < cancelled_.size(); ++i) {
+      if (cancelled_[i] == id) {
+        cancelled_.erase(cancelled_.begin() + static_cast<std::ptrdiff_t>(i));
+        return true;
+      }
+    }
+    return false;
+  }
+
+ private:
+  std::optional<FrameHeader> header_at(std::size_t at) {
+    try {
+      return parse_frame_header({buf_.data() + at, end_ - at}, cap_);
+    } catch (const std::exception& e) {
+      get_logger()->error("refusing corrupt frame from coordinator: {}", e.what());
+      leave(2);
+    }
+  }
+  void compact() {
+    std::memmove(buf_.data(), buf_.data() + begin_, end_ - begin_);
+    end_ -= begin_;
+    scan_ -= begin_;
+    begin_ = 0;
+  }
+
+  int fd_;
+  std::size_t cap_;
+  Bytes buf_;
+  std::size_t begin_ = 0, end_ = 0, scan_ = 0;
+  std::vector<std::uint64_t> cancelled_;
+};
+
+std::size_t peak_rss_bytes() {
+  rusage ru{};
+  ::getrusage(RUSAGE_SELF, &ru);
+  return static_cast<std::size_t>(ru.ru_maxrss) * 1024;
+}
+
+void append_control(Bytes& out, FrameKind kind, std::uint64_t id) {
+  const std::size_t at = begin_frame(out);
+  finish_frame(out, at, kind, id, 0);
+}
+
+}  // namespace
+
 void run_worker(int fd, const WorkerConfig& config) {
   auto log = get_logger();
   log->debug("worker started");
+  if (config.max_address_space != 0) {
+    const rlimit lim{config.max_address_space, config.max_address_space};
+    ::setrlimit(RLIMIT_AS, &lim);
+  }
   const std::size_t cap = config.max_frame_bytes;
-  Bytes in(1 << 16);
-  std::size_t begin = 0, end = 0;
+  Inbox inbox(fd, cap);
   Bytes out;
   out.reserve(1 << 16);
   std::size_t tasks_done = 0;
+  std::uint64_t last_read = now_ns();
+  // Past this much time without reading, look at the socket before starting a task: a cancel
+  // for it may be waiting there.
+  constexpr std::uint64_t kRecheckNs = 100'000;
 
   for (;;) {
     // Run every complete frame already buffered before writing: replies to a batch of tasks
     // leave in one write.
-    for (;;) {
-      std::optional<FrameHeader> h;
-      try {
-        h = parse_frame_header({in.data() + begin, end - begin}, cap);
-      } catch (const std::exception& e) {
-        log->error("refusing corrupt frame from coordinator: {}", e.what());
-        flush(fd, out);
-        leave(2);
+    while (auto h = inbox.peek()) {
+      if (h->kind == FrameKind::kCancel) {
+        inbox.pop(*h);
+        continue;
       }
-      if (!h) break;
       if (h->kind != FrameKind::kTask && h->kind != FrameKind::kInit) {
         log->error("refusing frame of kind {} from coordinator", static_cast<int>(h->kind));
         flush(fd, out);
         leave(2);
       }
-      const std::size_t need = kFrameHeaderSize + h->length;
-      if (end - begin < need) {
-        if (in.size() - begin < need) {  // make room for a large frame
-          std::memmove(in.data(), in.data() + begin, end - begin);
-          end -= begin;
-          begin = 0;
-          if (in.size() < need) in.resize(need);
-        }
-        break;
+      if (now_ns() - last_read > kRecheckNs) {
+        if (!inbox.fill(false)) leave(0);
+        last_read = now_ns();
+        h = inbox.peek();  // the buffer may have moved
       }
-      const std::span<const char> payload(in.data() + begin + kFrameHeaderSize, h->length);
+      if (h->kind == FrameKind::kTask && inbox.cancelled(h->task_id)) {
+        const std::size_t at = begin_frame(out);
+        encode_error(out, "CancelledError", "the task was cancelled before it started");
+        finish_frame(out, at, FrameKind::kResultErr, h->task_id, 0, cap);
+        inbox.pop(*h);
+        continue;
+      }
       const std::size_t reply_at = out.size();
-      run_frame(*h, payload, out, cap);
-      begin += need;
+      run_frame(*h, inbox.payload(*h), out, cap);
+      inbox.pop(*h);
       if (h->kind == FrameKind::kInit) {
         FrameHeader reply;
         std::memcpy(&reply, out.data() + reply_at, kFrameHeaderSize);
@@ -127,29 +233,27 @@ void run_worker(int fd, const WorkerConfig& config) {
           log->debug("worker exiting: initializer failed");
           leave(1);
         }
-      } else if (config.maxtasks != 0 && ++tasks_done >= config.maxtasks) {
+        continue;
+      }
+      ++tasks_done;
+      if (config.max_memory != 0 && peak_rss_bytes() > config.max_memory) {
+        append_control(out, FrameKind::kRetiring, 0);
+        flush(fd, out);
+        log->debug("worker retiring: peak RSS {} bytes is over the cap", peak_rss_bytes());
+        leave(0);
+      }
+      if (config.maxtasks != 0 && tasks_done >= config.maxtasks) {
         flush(fd, out);
         log->debug("worker exiting after {} tasks (maxtasksperchild)", tasks_done);
         leave(0);
       }
     }
     flush(fd, out);
-    if (begin == end) begin = end = 0;
-    if (end == in.size()) {
-      std::memmove(in.data(), in.data() + begin, end - begin);
-      end -= begin;
-      begin = 0;
-    }
-    const ssize_t n = ::recv(fd, in.data() + end, in.size() - end, 0);
-    if (n == 0) {
+    if (!inbox.fill(true)) {
       log->debug("worker exiting: coordinator closed the connection");
       leave(0);
     }
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      leave(0);
-    }
-    end += static_cast<std::size_t>(n);
+    last_read = now_ns();
   }
 }
 

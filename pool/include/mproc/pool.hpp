@@ -99,6 +99,12 @@ class Pool : public detail::PoolApi<Pool> {
     return o;
   }
 
+  void set_canceller(detail::StateBase& s, std::vector<std::uint64_t> ids) {
+    s.set_canceller([weak = std::weak_ptr<detail::Coordinator>(coord_), ids = std::move(ids)] {
+      if (auto c = weak.lock()) c->cancel(ids);
+    });
+  }
+
   template <class F, class CbA, class CbB, class... Args>
   auto apply_async_impl(F f, Callbacks<CbA, CbB> cbs, Args&&... args) {
     using Fn = std::decay_t<F>;
@@ -108,6 +114,8 @@ class Pool : public detail::PoolApi<Pool> {
     this->attach(state, cbs);
     auto task = std::make_unique<detail::ApplyTask<R>>(state);
     task->id = coord_->next_task_id();
+    task->timeout = cbs.timeout;
+    set_canceller(*state, {task->id});
     const Item item(std::forward<Args>(args)...);
     const Item* p = &item;
     detail::encode_chunk<Fn, Item, detail::CallShape::kApply>(*task, f, p, 1,
@@ -142,6 +150,8 @@ class Pool : public detail::PoolApi<Pool> {
         return AsyncResult<Out>(std::move(result));
       }
       auto st = std::make_shared<detail::MapState<R>>(n, chunks, result);
+      std::vector<std::uint64_t> ids;
+      ids.reserve(chunks);
       std::vector<std::unique_ptr<detail::Task>> tasks;
       std::size_t batch_bytes = 0;
       auto it = std::ranges::begin(inputs);
@@ -149,6 +159,8 @@ class Pool : public detail::PoolApi<Pool> {
         const std::size_t count = std::min(chunksize, n - off);
         auto t = std::make_unique<detail::MapChunkTask<R>>(st, off, count);
         t->id = coord_->next_task_id();
+        t->timeout = cbs.timeout;
+        ids.push_back(t->id);
         detail::encode_chunk<Fn, Item, S>(*t, f, it, static_cast<std::uint32_t>(count),
                                           coord_->max_frame_bytes());
         batch_bytes += t->frame.size();
@@ -161,6 +173,7 @@ class Pool : public detail::PoolApi<Pool> {
         }
       }
       if (!tasks.empty()) coord_->submit(tasks);
+      set_canceller(*result, std::move(ids));
       return AsyncResult<Out>(std::move(result));
     }
   }

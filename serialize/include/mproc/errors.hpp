@@ -59,6 +59,19 @@ class TimeoutError : public Error {
   using Error::Error;
 };
 
+// A task ran past its time limit (PoolOptions::task_timeout or a per-call timeout); its worker
+// was stopped and replaced.
+class TaskTimeoutError : public Error {
+ public:
+  using Error::Error;
+};
+
+// AsyncResult::cancel() was called before the task finished.
+class CancelledError : public Error {
+ public:
+  using Error::Error;
+};
+
 // Submitting to a pool that is closed, terminated or broken.
 class PoolStateError : public Error {
  public:

@@ -78,6 +78,15 @@ class StateBase {
     }
   }
 
+  // Fails the result with CancelledError now and asks the pool to drop or stop the task.
+  bool cancel() {
+    if (ready() || claimed_.load()) return false;
+    fail(std::make_exception_ptr(CancelledError("the task was cancelled")));
+    if (canceller_) canceller_();
+    return true;
+  }
+  void set_canceller(std::function<void()> c) { canceller_ = std::move(c); }
+
   void set_error_callback(std::function<void(std::exception_ptr)> cb,
                           std::shared_ptr<CallbackRunner> runner) {
     on_error_ = std::move(cb);
@@ -112,6 +121,7 @@ class StateBase {
   std::exception_ptr error_;
   std::function<void(std::exception_ptr)> on_error_;
   std::shared_ptr<CallbackRunner> runner_;
+  std::function<void()> canceller_;
 
  public:
   // Set by make_state: keeps the state alive while a callback job is queued.
@@ -230,6 +240,11 @@ class AsyncResult {
 
   bool valid() const noexcept { return state_ != nullptr; }
 
+  // Cancels the task: one still queued is dropped; one running has its worker killed and
+  // replaced. get() then throws mproc::CancelledError. Returns false if the result was already
+  // complete (nothing to cancel).
+  bool cancel() const { return state_->cancel(); }
+
   // Internal: the shared state.
   const std::shared_ptr<detail::ResultState<T>>& state() const noexcept { return state_; }
 
@@ -239,15 +254,28 @@ class AsyncResult {
 
 // Callbacks for apply_async / map_async / starmap_async, passed as the last argument:
 //   pool.apply_async(f, 7, mproc::callbacks([](int r) { ... }, [](std::exception_ptr e) { ... }));
+// It may also carry a per-call time limit: mproc::callbacks(cb).with_timeout(2s), or
+// mproc::with_timeout(2s) alone.
 template <class OnValue, class OnError = std::nullptr_t>
 struct Callbacks {
   OnValue on_value;
   OnError on_error;
+  std::chrono::nanoseconds timeout{0};
+
+  Callbacks with_timeout(std::chrono::nanoseconds t) && {
+    timeout = t;
+    return std::move(*this);
+  }
 };
 
 template <class OnValue, class OnError = std::nullptr_t>
 Callbacks<OnValue, OnError> callbacks(OnValue on_value, OnError on_error = nullptr) {
   return {std::move(on_value), std::move(on_error)};
+}
+
+// Only a time limit for this call (overrides PoolOptions::task_timeout).
+inline Callbacks<std::nullptr_t, std::nullptr_t> with_timeout(std::chrono::nanoseconds t) {
+  return {nullptr, nullptr, t};
 }
 
 // Only an error callback (Python's error_callback= alone).

@@ -9,6 +9,7 @@
 // Thread safety: a value type; copy it freely. Not synchronised.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <tuple>
@@ -27,6 +28,18 @@ struct PoolOptions {
   // How often a task that killed its worker is run again on a new worker before it fails with
   // WorkerLostError. 0 (the default): never; a crashing task is reported, not retried.
   unsigned max_retries = 0;
+  // A task running longer than this fails with TaskTimeoutError; its worker gets SIGTERM, then
+  // SIGKILL after `timeout_grace`, and is replaced. 0: no limit. A call may set its own limit
+  // with mproc::with_timeout(...) as its last argument.
+  std::chrono::nanoseconds task_timeout{0};
+  std::chrono::nanoseconds timeout_grace{std::chrono::seconds(1)};
+  // A worker whose peak RSS exceeds this many bytes after a task retires and is replaced (as
+  // Celery's max_memory_per_child); its queued tasks move to other workers. 0: no cap.
+  std::size_t max_memory_per_child = 0;
+  // Hard cap (RLIMIT_AS) on each worker's address space, in bytes: a runaway allocation fails
+  // inside the task with std::bad_alloc instead of summoning the OOM killer. 0: none.
+  // (Incompatible with AddressSanitizer builds, which reserve terabytes of address space.)
+  std::size_t max_address_space_per_child = 0;
   // When true, ~Pool terminates instead of closing and joining.
   bool terminate_on_destroy = false;
   // Largest frame (task or result) accepted, in bytes; checked before anything is allocated.

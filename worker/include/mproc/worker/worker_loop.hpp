@@ -17,6 +17,8 @@ namespace mproc::detail {
 struct WorkerConfig {
   std::size_t maxtasks = 0;
   std::size_t max_frame_bytes = 0;
+  std::size_t max_memory = 0;         // peak RSS after which the worker retires (0: none)
+  std::size_t max_address_space = 0;  // RLIMIT_AS (0: none)
 };
 
 [[noreturn]] void run_worker(int fd, const WorkerConfig& config);

@@ -11,6 +11,7 @@
 // (on_ok / on_error) run on the I/O thread and must not block.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <exception>
 #include <memory>
@@ -40,6 +41,7 @@ class Task : public ChunkJob {
   std::uint64_t id = 0;
   Bytes frame;  // header + payload, ready to send
   unsigned crashes = 0;
+  std::chrono::nanoseconds timeout{0};  // 0: the pool's task_timeout
 };
 
 class Coordinator {
@@ -61,6 +63,10 @@ class Coordinator {
   void submit(std::vector<std::unique_ptr<Task>>& tasks);
   // For the imap driver: every job must be a Task.
   void submit(std::vector<std::unique_ptr<ChunkJob>>& jobs);
+
+  // Drops the tasks if still queued; kills the worker running one (it is replaced); asks a worker
+  // to skip one waiting in its pipe. Their outcomes become CancelledError.
+  void cancel(std::vector<std::uint64_t> task_ids);
 
   // No more submissions; queued work still runs.
   void close();
