@@ -1,0 +1,211 @@
+// Supervision: time limits, cancel, memory caps, corrupt frames, bounded terminate, no orphans.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <mproc/mproc.hpp>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+int sleep_ms(int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return ms;
+}
+
+int ignore_sigterm_then_sleep(int ms) {
+  ::signal(SIGTERM, SIG_IGN);
+  return sleep_ms(ms);
+}
+
+int identity(int x) {
+  return x;
+}
+
+// Leaks and touches `mb` megabytes, returns the pid that ran it.
+int leak_mb(int mb) {
+  char* p = static_cast<char*>(std::malloc(static_cast<std::size_t>(mb) << 20));
+  for (std::size_t i = 0; i < (static_cast<std::size_t>(mb) << 20); i += 4096) p[i] = 1;
+  return static_cast<int>(::getpid());
+}
+
+std::size_t allocate_bytes(std::size_t n) {
+  std::vector<char> v(n, 1);
+  return v.size();
+}
+
+// Writes garbage on the worker's own socket: the coordinator must refuse it.
+int write_garbage() {
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    const int fd = std::stoi(e.path().filename().string());
+    struct stat st {};
+    if (fd > 2 && ::fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode)) {
+      const char junk[64] = "this is not a frame, this is garbage...";
+      (void)!::write(fd, junk, sizeof junk);
+    }
+  }
+  return sleep_ms(2000);
+}
+
+bool process_gone(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  if (!f) return true;
+  std::string line;
+  std::getline(f, line);
+  const auto close = line.rfind(')');
+  return close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'Z';
+}
+
+template <class Pred>
+bool eventually(Pred p, std::chrono::milliseconds limit) {
+  const auto deadline = Clock::now() + limit;
+  while (Clock::now() < deadline) {
+    if (p()) return true;
+    std::this_thread::sleep_for(5ms);
+  }
+  return p();
+}
+
+}  // namespace
+
+TEST(Supervision, PerCallTimeoutStopsTheWorkerAndThePoolGoesOn) {
+  mproc::Pool pool(2);
+  const auto t0 = Clock::now();
+  auto slow = pool.apply_async(sleep_ms, 10'000, mproc::with_timeout(200ms));
+  EXPECT_THROW(slow.get(5s), mproc::TaskTimeoutError);
+  EXPECT_LT(Clock::now() - t0, 3s);
+  EXPECT_EQ(pool.apply(identity, 5), 5);
+  EXPECT_TRUE(eventually([&] { return pool.worker_pids().size() == 2; }, 2000ms));
+}
+
+TEST(Supervision, PoolTimeoutKillsAWorkerThatIgnoresSigterm) {
+  mproc::PoolOptions o;
+  o.processes = 1;
+  o.task_timeout = 150ms;
+  o.timeout_grace = 200ms;
+  mproc::Pool pool(o);
+  auto r = pool.apply_async(ignore_sigterm_then_sleep, 10'000);
+  try {
+    r.get(5s);
+    FAIL() << "expected TaskTimeoutError";
+  } catch (const mproc::TaskTimeoutError& e) {
+    EXPECT_NE(std::string(e.what()).find("time limit"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(pool.apply(identity, 9), 9);
+}
+
+TEST(Supervision, CancelQueuedRunningAndDone) {
+  mproc::Pool pool(1);
+  auto running = pool.apply_async(sleep_ms, 10'000);
+  auto queued = pool.apply_async(identity, 1);
+  auto later = pool.apply_async(identity, 2);
+  // Wait until the first task has surely started: the worker took it.
+  ASSERT_TRUE(eventually([&] { return pool.worker_pids().size() == 1; }, 2000ms));
+  EXPECT_TRUE(queued.cancel());
+  EXPECT_THROW(queued.get(2s), mproc::CancelledError);
+  const auto t0 = Clock::now();
+  EXPECT_TRUE(running.cancel());
+  EXPECT_THROW(running.get(2s), mproc::CancelledError);
+  EXPECT_EQ(later.get(5s), 2);  // the replacement worker ran it
+  EXPECT_LT(Clock::now() - t0, 5s);
+  EXPECT_FALSE(later.cancel());  // already done
+  EXPECT_EQ(later.get(), 2);
+}
+
+TEST(Supervision, MemoryCapRetiresWorkersWithoutLosingTasks) {
+  mproc::PoolOptions o;
+  o.processes = 2;
+  o.max_memory_per_child = 48u << 20;
+  mproc::Pool pool(o);
+  std::vector<int> sizes(12, 20);
+  const std::vector<int> pids = pool.map(leak_mb, sizes, 1);
+  ASSERT_EQ(pids.size(), sizes.size());
+  std::set<int> distinct(pids.begin(), pids.end());
+  // Each worker can hold at most two 20 MB leaks before its peak RSS passes 48 MB.
+  EXPECT_GE(distinct.size(), 4u);
+}
+
+TEST(Supervision, AddressSpaceCapTurnsARunawayAllocationIntoBadAlloc) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "sanitizers reserve more address space than any cap allows";
+#endif
+  mproc::PoolOptions o;
+  o.processes = 1;
+  o.max_address_space_per_child = 512u << 20;
+  mproc::Pool pool(o);
+  EXPECT_THROW(pool.apply(allocate_bytes, std::size_t{2} << 30), std::bad_alloc);
+  EXPECT_EQ(pool.apply(allocate_bytes, std::size_t{1} << 20), std::size_t{1} << 20);
+}
+
+TEST(Supervision, GarbageFromAWorkerFailsItsTaskWithSerializationError) {
+  mproc::Pool pool(2);
+  auto good = pool.apply_async(sleep_ms, 50);
+  auto bad = pool.apply_async(write_garbage);
+  EXPECT_THROW(bad.get(5s), mproc::SerializationError);
+  EXPECT_EQ(good.get(5s), 50);
+  EXPECT_EQ(pool.apply(identity, 3), 3);
+  EXPECT_TRUE(eventually([&] { return pool.worker_pids().size() == 2; }, 2000ms));
+}
+
+TEST(Supervision, TerminateIsBoundedForStoppedAndStubbornWorkers) {
+  mproc::Pool pool(2);
+  auto a = pool.apply_async(ignore_sigterm_then_sleep, 30'000);
+  auto b = pool.apply_async(sleep_ms, 30'000);
+  ASSERT_TRUE(eventually([&] { return pool.worker_pids().size() == 2; }, 2000ms));
+  std::this_thread::sleep_for(50ms);  // let the first task install its SIGTERM handler
+  const auto pids = pool.worker_pids();
+  ::kill(pids[0], SIGSTOP);
+  const auto t0 = Clock::now();
+  pool.terminate();
+  EXPECT_LT(Clock::now() - t0, 3s);
+  EXPECT_THROW(a.get(1s), mproc::PoolStateError);
+  EXPECT_THROW(b.get(1s), mproc::PoolStateError);
+  for (pid_t p : pids) EXPECT_TRUE(eventually([&] { return process_gone(p); }, 2000ms)) << p;
+}
+
+TEST(Supervision, NoWorkerOrZygoteOutlivesAKilledCoordinator) {
+  int out[2];
+  ASSERT_EQ(::pipe(out), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::dup2(out[1], 1);
+    ::close(out[0]);
+    ::execl(MPROC_ORPHAN_HELPER, MPROC_ORPHAN_HELPER, static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::close(out[1]);
+  FILE* f = ::fdopen(out[0], "r");
+  std::vector<pid_t> pids;
+  char line[128];
+  while (std::fgets(line, sizeof line, f)) {
+    int pid = 0;
+    if (std::sscanf(line, "zygote %d", &pid) == 1 || std::sscanf(line, "worker %d", &pid) == 1) {
+      pids.push_back(pid);
+    }
+    if (std::strncmp(line, "ready", 5) == 0) break;
+  }
+  ASSERT_EQ(pids.size(), 3u) << "helper did not report its zygote and two workers";
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  std::fclose(f);
+  for (pid_t p : pids) {
+    EXPECT_TRUE(eventually([&] { return process_gone(p); }, 1000ms))
+        << "pid " << p << " outlived its coordinator";
+  }
+}
