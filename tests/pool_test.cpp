@@ -31,3 +31,30 @@ TEST(ThreadPoolSmoke, SameApi) {
   EXPECT_EQ(got, (std::vector<int>{1, 4, 9}));
   EXPECT_THROW(pool.apply([] { throw std::out_of_range("x"); }), std::out_of_range);
 }
+
+TEST(Progress, MapAndImapDrawToTheGivenStream) {
+  char* text = nullptr;
+  std::size_t size = 0;
+  FILE* mem = open_memstream(&text, &size);
+  ASSERT_NE(mem, nullptr);
+  {
+    mproc::Pool pool(2);
+    std::vector<int> in(1000, 3);
+    EXPECT_EQ(pool.map(square, in, 10, mproc::progress("squares", mem)), std::vector<int>(1000, 9));
+    long sum = 0;
+    for (int y : pool.imap(square, in, 5, mproc::progress("lazy", mem))) sum += y;
+    EXPECT_EQ(sum, 9000);
+  }
+  std::fclose(mem);
+  const std::string out(text, size);
+  std::free(text);
+  EXPECT_NE(out.find("squares [########################] 1000/1000 100.0%"), std::string::npos)
+      << out;
+  EXPECT_NE(out.find("lazy [########################] 1000/1000 100.0%"), std::string::npos) << out;
+}
+
+TEST(Progress, UnknownTotalShowsCountAndRate) {
+  mproc::ProgressBar bar(0, mproc::progress("x", stderr));
+  bar.add(42);
+  EXPECT_NE(bar.render().find("42 items"), std::string::npos) << bar.render();
+}

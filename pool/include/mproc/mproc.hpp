@@ -5,4 +5,5 @@
 #include "mproc/logging.hpp"
 #include "mproc/pool.hpp"
 #include "mproc/process_info.hpp"
+#include "mproc/progress.hpp"
 #include "mproc/thread_pool.hpp"

@@ -125,14 +125,15 @@ class Pool : public detail::PoolApi<Pool> {
   }
 
   template <detail::CallShape S, class F, class Range, class CbA, class CbB>
-  auto submit_map(F f, Range&& inputs, std::size_t chunksize, Callbacks<CbA, CbB> cbs) {
+  auto submit_map(F f, Range&& inputs, std::size_t chunksize, Callbacks<CbA, CbB> cbs,
+                  std::shared_ptr<ProgressBar> bar = nullptr) {
     using Fn = std::decay_t<F>;
     using Item = std::remove_cvref_t<std::ranges::range_value_t<Range>>;
     using R = detail::call_result_t<Fn, Item, S>;
     using Out = typename detail::MapState<R>::Out;
     if constexpr (!std::ranges::sized_range<Range> || !std::ranges::forward_range<Range>) {
       std::vector<Item> copy(std::ranges::begin(inputs), std::ranges::end(inputs));
-      return submit_map<S>(f, copy, chunksize, std::move(cbs));
+      return submit_map<S>(f, copy, chunksize, std::move(cbs), std::move(bar));
     } else {
       const auto n = static_cast<std::size_t>(std::ranges::size(inputs));
       if (chunksize == 0) chunksize = detail::default_chunksize(n, processes());
@@ -149,7 +150,7 @@ class Pool : public detail::PoolApi<Pool> {
         }
         return AsyncResult<Out>(std::move(result));
       }
-      auto st = std::make_shared<detail::MapState<R>>(n, chunks, result);
+      auto st = std::make_shared<detail::MapState<R>>(n, chunks, result, std::move(bar));
       std::vector<std::uint64_t> ids;
       ids.reserve(chunks);
       std::vector<std::unique_ptr<detail::Task>> tasks;
@@ -179,7 +180,8 @@ class Pool : public detail::PoolApi<Pool> {
   }
 
   template <class F, class Range>
-  auto make_imap(F f, Range&& inputs, std::size_t chunksize, bool ordered) {
+  auto make_imap(F f, Range&& inputs, std::size_t chunksize, bool ordered,
+                 std::shared_ptr<ProgressBar> bar = nullptr) {
     using Fn = std::decay_t<F>;
     using Item = std::remove_cvref_t<std::ranges::range_value_t<Range>>;
     using R = detail::call_result_t<Fn, Item, detail::CallShape::kMap>;
@@ -209,7 +211,7 @@ class Pool : public detail::PoolApi<Pool> {
       coord->submit(jobs);
     };
     return ImapRange<R>(std::make_unique<detail::ImapDriver<R>>(
-        std::move(submit), state, std::move(make), ordered, max_inflight));
+        std::move(submit), state, std::move(make), ordered, max_inflight, std::move(bar)));
   }
 
   std::shared_ptr<detail::Coordinator> coord_;

@@ -69,15 +69,18 @@ class ThreadApplyJob final : public ThreadJob {
 template <class R>
 struct ThreadMapState {
   using Out = std::conditional_t<std::is_void_v<R>, void, std::vector<R>>;
-  ThreadMapState(std::size_t n, std::size_t chunks, std::shared_ptr<ResultState<Out>> r)
-      : remaining(chunks), result(std::move(r)) {
+  ThreadMapState(std::size_t n, std::size_t chunks, std::shared_ptr<ResultState<Out>> r,
+                 std::shared_ptr<ProgressBar> bar)
+      : remaining(chunks), result(std::move(r)), progress(std::move(bar)) {
     if constexpr (!std::is_void_v<R>) values.resize(n);
   }
   std::conditional_t<std::is_void_v<R>, int, std::vector<R>> values;
   std::atomic<std::size_t> remaining;
   std::shared_ptr<ResultState<Out>> result;
+  std::shared_ptr<ProgressBar> progress;
 
-  void chunk_done() noexcept {
+  void chunk_done(std::size_t items) noexcept {
+    if (progress) progress->add(items);
     if (remaining.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
     if constexpr (std::is_void_v<R>) {
       result->set_value();
@@ -105,11 +108,11 @@ class ThreadMapJob final : public ThreadJob {
     } catch (...) {
       state_->result->fail(std::current_exception());
     }
-    state_->chunk_done();
+    state_->chunk_done(items_.size());
   }
   void cancel(std::exception_ptr why) noexcept override {
     state_->result->fail(std::move(why));
-    state_->chunk_done();
+    state_->chunk_done(items_.size());
   }
 
  private:
@@ -185,7 +188,8 @@ class ThreadPool : public detail::PoolApi<ThreadPool> {
   }
 
   template <detail::CallShape S, class F, class Range, class CbA, class CbB>
-  auto submit_map(F f, Range&& inputs, std::size_t chunksize, Callbacks<CbA, CbB> cbs) {
+  auto submit_map(F f, Range&& inputs, std::size_t chunksize, Callbacks<CbA, CbB> cbs,
+                  std::shared_ptr<ProgressBar> bar = nullptr) {
     using Fn = std::decay_t<F>;
     using Item = std::remove_cvref_t<std::ranges::range_value_t<Range>>;
     using R = std::decay_t<decltype(detail::call_item<Fn, Item, S>(std::declval<Fn&>(),
@@ -207,7 +211,7 @@ class ThreadPool : public detail::PoolApi<ThreadPool> {
       }
       return AsyncResult<Out>(std::move(result));
     }
-    auto st = std::make_shared<detail::ThreadMapState<R>>(n, chunks, result);
+    auto st = std::make_shared<detail::ThreadMapState<R>>(n, chunks, result, std::move(bar));
     std::vector<std::unique_ptr<detail::ChunkJob>> jobs;
     jobs.reserve(chunks);
     for (std::size_t off = 0; off < n; off += chunksize) {
@@ -222,7 +226,8 @@ class ThreadPool : public detail::PoolApi<ThreadPool> {
   }
 
   template <class F, class Range>
-  auto make_imap(F f, Range&& inputs, std::size_t chunksize, bool ordered) {
+  auto make_imap(F f, Range&& inputs, std::size_t chunksize, bool ordered,
+                 std::shared_ptr<ProgressBar> bar = nullptr) {
     using Fn = std::decay_t<F>;
     using Item = std::remove_cvref_t<std::ranges::range_value_t<Range>>;
     using R = std::decay_t<std::invoke_result_t<Fn&, Item&>>;
@@ -249,7 +254,7 @@ class ThreadPool : public detail::PoolApi<ThreadPool> {
     };
     const std::size_t max_inflight = std::max<std::size_t>(8, processes() * 64);
     return ImapRange<R>(std::make_unique<detail::ImapDriver<R>>(
-        std::move(submit), state, std::move(make), ordered, max_inflight));
+        std::move(submit), state, std::move(make), ordered, max_inflight, std::move(bar)));
   }
 
   std::shared_ptr<detail::ThreadEngine> engine_;

@@ -256,7 +256,7 @@ class AsyncResult {
 //   pool.apply_async(f, 7, mproc::callbacks([](int r) { ... }, [](std::exception_ptr e) { ... }));
 // It may also carry a per-call time limit: mproc::callbacks(cb).with_timeout(2s), or
 // mproc::with_timeout(2s) alone.
-template <class OnValue, class OnError = std::nullptr_t>
+template <class OnValue = std::nullptr_t, class OnError = std::nullptr_t>
 struct Callbacks {
   OnValue on_value;
   OnError on_error;

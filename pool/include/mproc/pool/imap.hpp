@@ -36,8 +36,9 @@ class ImapDriver {
   using Submit = std::function<void(std::vector<Job>&)>;
 
   ImapDriver(Submit submit, std::shared_ptr<ImapState<R>> s, MakeChunk make, bool ordered,
-             std::size_t max_inflight)
-      : submit_(std::move(submit)),
+             std::size_t max_inflight, std::shared_ptr<ProgressBar> bar = nullptr)
+      : progress_(std::move(bar)),
+        submit_(std::move(submit)),
         state_(std::move(s)),
         make_(std::move(make)),
         ordered_(ordered),
@@ -48,10 +49,17 @@ class ImapDriver {
     for (;;) {
       if (pos_ < buf_.size()) {
         current_ = std::move(buf_[pos_++]);
+        if (progress_) {
+          progress_->add(1);
+          progress_->draw();
+        }
         return true;
       }
       top_up();
-      if (inflight_ == 0) return false;
+      if (inflight_ == 0) {
+        if (progress_) progress_->finish();
+        return false;
+      }
       auto [chunk, outcome] = state_->take(ordered_ ? next_yield_ : ImapState<R>::npos);
       (void)chunk;
       --inflight_;
@@ -83,6 +91,7 @@ class ImapDriver {
     if (!batch.empty()) submit_(batch);
   }
 
+  std::shared_ptr<ProgressBar> progress_;
   Submit submit_;
   std::shared_ptr<ImapState<R>> state_;
   MakeChunk make_;

@@ -4,13 +4,16 @@
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <cstddef>
 #include <memory>
+#include <ranges>
 #include <tuple>
 #include <type_traits>
 #include <utility>
 
 #include "mproc/pool/async_result.hpp"
+#include "mproc/progress.hpp"
 #include "mproc/serialize/callable.hpp"
 
 namespace mproc {
@@ -28,6 +31,15 @@ constexpr bool last_is_callbacks() {
   } else {
     return is_callbacks<
         std::decay_t<std::tuple_element_t<sizeof...(A) - 1, std::tuple<A...>>>>::value;
+  }
+}
+
+template <class Range>
+std::size_t known_size(const Range& r) {
+  if constexpr (std::ranges::sized_range<Range>) {
+    return static_cast<std::size_t>(std::ranges::size(r));
+  } else {
+    return 0;
   }
 }
 
@@ -82,6 +94,15 @@ class PoolApi {
     return get_moved(map_async(f, std::forward<Range>(inputs), chunksize));
   }
 
+  // map with a progress bar drawn on this thread while it waits.
+  template <class F, class Range>
+  auto map(F f, Range&& inputs, std::size_t chunksize, Progress p) {
+    auto bar = std::make_shared<ProgressBar>(known_size(inputs), std::move(p));
+    return wait_drawing(self().template submit_map<CallShape::kMap>(f, std::forward<Range>(inputs),
+                                                                    chunksize, Callbacks<>{}, bar),
+                        *bar);
+  }
+
   template <class F, class Range, class CbA = std::nullptr_t, class CbB = std::nullptr_t>
   auto map_async(F f, Range&& inputs, std::size_t chunksize = 0, Callbacks<CbA, CbB> cbs = {}) {
     return self().template submit_map<CallShape::kMap>(f, std::forward<Range>(inputs), chunksize,
@@ -92,6 +113,14 @@ class PoolApi {
   template <class F, class Range>
   auto starmap(F f, Range&& inputs, std::size_t chunksize = 0) {
     return get_moved(starmap_async(f, std::forward<Range>(inputs), chunksize));
+  }
+
+  template <class F, class Range>
+  auto starmap(F f, Range&& inputs, std::size_t chunksize, Progress p) {
+    auto bar = std::make_shared<ProgressBar>(known_size(inputs), std::move(p));
+    return wait_drawing(self().template submit_map<CallShape::kApply>(
+                            f, std::forward<Range>(inputs), chunksize, Callbacks<>{}, bar),
+                        *bar);
   }
 
   template <class F, class Range, class CbA = std::nullptr_t, class CbB = std::nullptr_t>
@@ -109,6 +138,19 @@ class PoolApi {
     return self().make_imap(f, std::forward<Range>(inputs), chunksize, true);
   }
 
+  // imap with a progress bar, advanced as results are consumed.
+  template <class F, class Range>
+  auto imap(F f, Range&& inputs, std::size_t chunksize, Progress p) {
+    auto bar = std::make_shared<ProgressBar>(known_size(inputs), std::move(p));
+    return self().make_imap(f, std::forward<Range>(inputs), chunksize, true, std::move(bar));
+  }
+
+  template <class F, class Range>
+  auto imap_unordered(F f, Range&& inputs, std::size_t chunksize, Progress p) {
+    auto bar = std::make_shared<ProgressBar>(known_size(inputs), std::move(p));
+    return self().make_imap(f, std::forward<Range>(inputs), chunksize, false, std::move(bar));
+  }
+
   // Lazy, in completion order (Python: pool.imap_unordered).
   template <class F, class Range>
   auto imap_unordered(F f, Range&& inputs, std::size_t chunksize = 1) {
@@ -124,6 +166,13 @@ class PoolApi {
       r.get();
       return r.state()->take();
     }
+  }
+
+  template <class T>
+  static auto wait_drawing(const AsyncResult<T>& r, ProgressBar& bar) {
+    while (!r.wait(std::chrono::milliseconds(100))) bar.draw();
+    bar.finish();
+    return get_moved(r);
   }
 
   template <class T, class CbA, class CbB>

@@ -14,6 +14,7 @@
 
 #include "mproc/pool/async_result.hpp"
 #include "mproc/pool/detail/coordinator.hpp"
+#include "mproc/progress.hpp"
 #include "mproc/serialize/callable.hpp"
 #include "mproc/serialize/frame.hpp"
 
@@ -116,15 +117,18 @@ class ApplyTask final : public Task {
 template <class R>
 struct MapState {
   using Out = std::conditional_t<std::is_void_v<R>, void, std::vector<R>>;
-  explicit MapState(std::size_t n, std::size_t chunks, std::shared_ptr<ResultState<Out>> r)
-      : remaining(chunks), result(std::move(r)) {
+  MapState(std::size_t n, std::size_t chunks, std::shared_ptr<ResultState<Out>> r,
+           std::shared_ptr<ProgressBar> bar = nullptr)
+      : remaining(chunks), result(std::move(r)), progress(std::move(bar)) {
     if constexpr (!std::is_void_v<R>) values.resize(n);
   }
   std::conditional_t<std::is_void_v<R>, int, std::vector<R>> values;
   std::size_t remaining;  // I/O thread only
   std::shared_ptr<ResultState<Out>> result;
+  std::shared_ptr<ProgressBar> progress;
 
-  void chunk_done() noexcept {
+  void chunk_done(std::size_t items) noexcept {
+    if (progress) progress->add(items);
     if (--remaining != 0) return;
     if constexpr (std::is_void_v<R>) {
       result->set_value();
@@ -147,11 +151,11 @@ class MapChunkTask final : public Task {
         state_->result->fail(current_as_serialization_error());
       }
     }
-    state_->chunk_done();
+    state_->chunk_done(count_);
   }
   void on_error(std::exception_ptr e) noexcept override {
     state_->result->fail(std::move(e));
-    state_->chunk_done();
+    state_->chunk_done(count_);
   }
 
  private:
