@@ -1,11 +1,13 @@
 // Supervision: time limits, cancel, memory caps, corrupt frames, bounded terminate, no orphans.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -13,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mproc/mproc.hpp>
+#include <random>
 #include <set>
 #include <string>
 #include <thread>
@@ -60,6 +63,41 @@ int write_garbage() {
     }
   }
   return sleep_ms(2000);
+}
+
+// Run counters shared with every worker (mapped before the pool forks its zygote).
+std::atomic<int>* g_runs = nullptr;
+
+// About `us` microseconds of work, then x + 1; counts its runs in g_runs[x].
+int busy_inc(int x, int us) {
+  if (g_runs) g_runs[x].fetch_add(1);
+  const auto end = Clock::now() + std::chrono::microseconds(us);
+  while (Clock::now() < end) {
+  }
+  return x + 1;
+}
+
+std::size_t children_of(pid_t parent) {
+  std::size_t n = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream f(e.path() / "stat");
+    std::string line;
+    if (!std::getline(f, line)) continue;
+    const auto close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    char state = 0;
+    int ppid = 0;
+    if (std::sscanf(line.c_str() + close + 1, " %c %d", &state, &ppid) == 2 && ppid == parent) ++n;
+  }
+  return n;
+}
+
+std::size_t open_fds() {
+  std::size_t n = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
+  return n;
 }
 
 bool process_gone(pid_t pid) {
@@ -208,4 +246,71 @@ TEST(Supervision, NoWorkerOrZygoteOutlivesAKilledCoordinator) {
     EXPECT_TRUE(eventually([&] { return process_gone(p); }, 1000ms))
         << "pid " << p << " outlived its coordinator";
   }
+}
+
+TEST(Supervision, ChaosKillsLoseNothingAndRunNothingTwice) {
+  const std::size_t fds_before = open_fds();
+  constexpr int kTasks = 20'000;
+  std::atomic<int> completions{0};
+  std::atomic<int> lost{0};
+  std::atomic<int> kills{0};
+  void* shared = ::mmap(nullptr, sizeof(std::atomic<int>) * kTasks, PROT_READ | PROT_WRITE,
+                        MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(shared, MAP_FAILED);
+  g_runs = static_cast<std::atomic<int>*>(shared);
+  {
+    mproc::Pool pool(4);
+    std::vector<mproc::AsyncResult<int>> results;
+    results.reserve(kTasks);
+    std::atomic<bool> stop{false};
+    std::thread killer([&] {
+      std::mt19937 rng(12345);
+      while (!stop.load()) {
+        const auto pids = pool.worker_pids();
+        if (!pids.empty()) {
+          ::kill(pids[rng() % pids.size()], SIGKILL);
+          ++kills;
+        }
+        std::this_thread::sleep_for(5ms);
+      }
+    });
+    for (int i = 0; i < kTasks; ++i) {
+      results.push_back(pool.apply_async(busy_inc, i, 50,
+                                         mproc::callbacks([&](int) { ++completions; },
+                                                          [&](std::exception_ptr) {
+                                                            ++completions;
+                                                            ++lost;
+                                                          })));
+    }
+    const auto deadline = Clock::now() + 60s;
+    int ok = 0;
+    for (int i = 0; i < kTasks; ++i) {
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      ASSERT_TRUE(results[i].wait(std::max(left, 1ms))) << "task " << i << " never completed";
+      const int runs = g_runs[i].load();
+      EXPECT_LE(runs, 1) << "task " << i << " ran " << runs << " times";
+      try {
+        EXPECT_EQ(results[i].get(), i + 1);
+        EXPECT_EQ(runs, 1);
+        ++ok;
+      } catch (const mproc::WorkerLostError& e) {
+        EXPECT_GT(e.pid(), 0);
+        EXPECT_EQ(e.signal(), SIGKILL) << e.what();
+      }
+    }
+    stop = true;
+    killer.join();
+    std::printf("[chaos] %d kills, %d tasks lost with their worker, %d completed\n", kills.load(),
+                kTasks - ok, ok);
+    EXPECT_GT(kills.load(), 10);
+    EXPECT_TRUE(eventually([&] { return pool.worker_pids().size() == 4; }, 3000ms));
+    pool.close();
+    pool.join();
+    EXPECT_EQ(completions.load(), kTasks);  // every callback ran exactly once
+  }
+  EXPECT_TRUE(eventually([&] { return children_of(::getpid()) == 0; }, 2000ms));
+  EXPECT_EQ(open_fds(), fds_before);
+  g_runs = nullptr;
+  ::munmap(shared, sizeof(std::atomic<int>) * kTasks);
 }

@@ -2,6 +2,7 @@
 
 #include <signal.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -39,6 +40,7 @@ constexpr std::size_t kMinDepth = 2;
 constexpr std::size_t kMaxDepth = 512;
 constexpr std::size_t kInitialDepth = 4;
 constexpr std::size_t kMaxIov = 64;
+constexpr unsigned kNoSlot = ~0u;
 constexpr auto kTerminateGrace = std::chrono::milliseconds(200);
 constexpr auto kExitReportWait = std::chrono::seconds(2);
 constexpr auto kShutdownDeadline = std::chrono::seconds(5);
@@ -85,6 +87,8 @@ struct Worker {
   Bytes ctrl;  // control frames (kCancel), written between task frames
   std::size_t ctrl_off = 0;
   bool announced_retire = false;     // sent kRetiring: nothing behind its last result started
+  unsigned slot = 0;                 // its WorkerProgress slot, or kNoSlot
+  std::uint64_t received = 0;        // task results read from it
   std::uint64_t timed_head = 0;      // the head task the time-limit timer is armed for
   std::uint64_t timed_out = 0;       // the task that ran out of time (worker being stopped)
   std::uint64_t cancelled_head = 0;  // the running task cancelled by the user
@@ -108,11 +112,22 @@ class Coordinator::Impl {
     // thread, which lives exactly as long as the pool.
     io_thread_ = std::thread([this, &started] {
       try {
-        const WorkerConfig cfg{opts_.maxtasksperchild, opts_.max_frame_bytes,
+        const WorkerConfig cfg{nullptr, opts_.maxtasksperchild, opts_.max_frame_bytes,
                                opts_.max_memory_per_child, opts_.max_address_space_per_child};
-        zygote_ = Zygote([cfg](int fd, unsigned serial) {
+        // Shared with every worker through the zygote's fork: made before it.
+        slots_ = static_cast<unsigned>(4 * nproc_ + 8);
+        void* region = ::mmap(nullptr, slots_ * sizeof(WorkerProgress), PROT_READ | PROT_WRITE,
+                              MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (region == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "mmap");
+        progress_ = static_cast<WorkerProgress*>(region);
+        for (unsigned i = 0; i < slots_; ++i) free_slots_.push_back(slots_ - 1 - i);
+        WorkerProgress* base = progress_;
+        const unsigned nslots = slots_;
+        zygote_ = Zygote([cfg, base, nslots](int fd, unsigned serial, unsigned slot) {
           enter_worker_process(fd, "ForkPoolWorker-" + std::to_string(serial));
-          run_worker(fd, cfg);
+          WorkerConfig c = cfg;
+          c.progress = slot < nslots ? &base[slot] : nullptr;
+          run_worker(fd, c);
         });
         zygote_pid_.store(zygote_.pid());
         control_ = std::make_unique<asio::posix::stream_descriptor>(io_, zygote_.control_fd());
@@ -132,10 +147,10 @@ class Coordinator::Impl {
       throw;
     }
   }
-
   ~Impl() {
     terminate();
     runner_->drain();
+    if (progress_) ::munmap(progress_, slots_ * sizeof(WorkerProgress));
   }
 
   std::size_t processes() const noexcept { return nproc_; }
@@ -298,8 +313,15 @@ class Coordinator::Impl {
       w->preamble = opts_.init_frame();
       w->init_acked = false;
     }
+    w->slot = kNoSlot;
+    if (!free_slots_.empty()) {
+      w->slot = free_slots_.back();
+      free_slots_.pop_back();
+      progress_[w->slot].started.store(0);
+      progress_[w->slot].finished.store(0);
+    }
     try {
-      zygote_.request_spawn(theirs.get(), static_cast<unsigned>(serial));
+      zygote_.request_spawn(theirs.get(), static_cast<unsigned>(serial), w->slot);
     } catch (const std::exception& e) {
       get_logger()->error("cannot reach the zygote to start a worker: {}", e.what());
       return;  // the zygote watcher reports the breakage
@@ -559,6 +581,7 @@ class Coordinator::Impl {
       std::unique_ptr<Task> t = std::move(w->inflight.front());
       w->inflight.pop_front();
       --w->write_idx;
+      ++w->received;
       const double ns = static_cast<double>(h->aux);
       w->ewma_ns = w->ewma_ns == 0 ? ns : 0.8 * w->ewma_ns + 0.2 * ns;
       if (h->kind == FrameKind::kResultOk) {
@@ -617,6 +640,14 @@ class Coordinator::Impl {
     w->sock.close(ignored);
     workers_.erase(std::remove(workers_.begin(), workers_.end(), w), workers_.end());
     publish_pids();
+    // Its slot is free again once its counters have been read below.
+    struct SlotReturn {
+      std::vector<unsigned>& free;
+      unsigned slot;
+      ~SlotReturn() {
+        if (slot != kNoSlot) free.push_back(slot);
+      }
+    } slot_return{free_slots_, w->slot};
 
     const bool clean = WIFEXITED(w->status) && WEXITSTATUS(w->status) == 0;
     if (!w->init_acked && !shutting_down_ && !w->fault) {
@@ -632,11 +663,35 @@ class Coordinator::Impl {
     } else if (w->init_acked) {
       init_deaths_ = 0;
     }
-    if (!w->inflight.empty()) {
-      // The head of the queue is the task it was running if the worker got all of its frame;
-      // the ones behind it never started and go back to the front of the queue, in order.
+    if (!w->inflight.empty()) {  // The worker's progress counters say which of the tasks it holds
+                                 // ran: replies leave in
+      // batches, so some may have finished with their results still inside the dead worker
+      // (they ran once: fail them, never run them again); one may have been running (the
+      // culprit); the rest never started and go back to the front of the queue, in order.
+      std::size_t finished_unsent = 0;
+      bool running = false;
+      if (w->slot != kNoSlot) {
+        const WorkerProgress& p = progress_[w->slot];
+        const std::uint64_t started = p.started.load(std::memory_order_acquire);
+        const std::uint64_t finished = p.finished.load(std::memory_order_acquire);
+        finished_unsent = static_cast<std::size_t>(finished - std::min(finished, w->received));
+        running = started > finished;
+      } else {
+        running = w->write_idx > 0 && w->init_acked && !w->announced_retire;
+      }
+      finished_unsent = std::min(finished_unsent, w->inflight.size());
+      const int code = WIFEXITED(w->status) ? WEXITSTATUS(w->status) : -1;
+      const int sig = WIFSIGNALED(w->status) ? WTERMSIG(w->status) : 0;
+      for (std::size_t i = 0; i < finished_unsent; ++i) {
+        auto t = std::move(w->inflight.front());
+        w->inflight.pop_front();
+        const std::string msg = "worker " + w->name + " (pid " + std::to_string(w->pid) + ") " +
+                                describe_status(w->status) + " after running task " +
+                                std::to_string(t->id) + " but before sending its result";
+        fail_task(std::move(t), std::make_exception_ptr(WorkerLostError(msg, w->pid, code, sig)));
+      }
       std::unique_ptr<Task> head;
-      if (w->write_idx > 0 && w->init_acked && !w->announced_retire) {
+      if (running && !w->inflight.empty()) {
         head = std::move(w->inflight.front());
         w->inflight.pop_front();
       }
@@ -664,8 +719,6 @@ class Coordinator::Impl {
                              opts_.max_retries);
           pending_.push_front(std::move(head));
         } else {
-          const int code = WIFEXITED(w->status) ? WEXITSTATUS(w->status) : -1;
-          const int sig = WIFSIGNALED(w->status) ? WTERMSIG(w->status) : 0;
           std::string msg = "worker " + w->name + " (pid " + std::to_string(w->pid) + ") " +
                             describe_status(w->status) + " while running task " +
                             std::to_string(head->id);
@@ -911,6 +964,9 @@ class Coordinator::Impl {
   std::deque<std::unique_ptr<Task>> pending_;
   std::vector<WorkerPtr> workers_;
   std::uint64_t spawned_ = 0;
+  WorkerProgress* progress_ = nullptr;
+  unsigned slots_ = 0;
+  std::vector<unsigned> free_slots_;
   unsigned init_deaths_ = 0;
   std::exception_ptr broken_;
   bool shutting_down_ = false;

@@ -25,6 +25,7 @@ struct Wire {
   std::int32_t pid;
   std::int32_t status;
   std::uint32_t index;
+  std::uint32_t slot = 0;
 };
 constexpr std::uint32_t kOpSpawn = 100;
 
@@ -132,7 +133,7 @@ void die_with_parent(pid_t expected_parent) {
         ::close(sfd);
         ::sigprocmask(SIG_SETMASK, &old_mask, nullptr);
         die_with_parent(self);
-        worker_main(fd, req.index);
+        worker_main(fd, req.index, req.slot);
         ::_exit(0);
       }
       ::close(fd);
@@ -171,8 +172,8 @@ Zygote::~Zygote() {
   stop();
 }
 
-void Zygote::request_spawn(int worker_fd, unsigned index) {
-  send_with_fd(control_.get(), Wire{kOpSpawn, 0, 0, index}, worker_fd);
+void Zygote::request_spawn(int worker_fd, unsigned index, unsigned slot) {
+  send_with_fd(control_.get(), Wire{kOpSpawn, 0, 0, index, slot}, worker_fd);
 }
 
 std::optional<Zygote::Report> Zygote::receive() {

@@ -216,14 +216,25 @@ void run_worker(int fd, const WorkerConfig& config) {
         h = inbox.peek();  // the buffer may have moved
       }
       if (h->kind == FrameKind::kTask && inbox.cancelled(h->task_id)) {
+        if (config.progress) {
+          config.progress->started.fetch_add(1, std::memory_order_release);
+          config.progress->finished.fetch_add(1, std::memory_order_release);
+        }
         const std::size_t at = begin_frame(out);
         encode_error(out, "CancelledError", "the task was cancelled before it started");
         finish_frame(out, at, FrameKind::kResultErr, h->task_id, 0, cap);
         inbox.pop(*h);
         continue;
       }
+      const bool counted = h->kind == FrameKind::kTask;
+      if (counted && config.progress) {
+        config.progress->started.fetch_add(1, std::memory_order_release);
+      }
       const std::size_t reply_at = out.size();
       run_frame(*h, inbox.payload(*h), out, cap);
+      if (counted && config.progress) {
+        config.progress->finished.fetch_add(1, std::memory_order_release);
+      }
       inbox.pop(*h);
       if (h->kind == FrameKind::kInit) {
         FrameHeader reply;

@@ -28,8 +28,9 @@ namespace mproc::detail {
 
 class Zygote {
  public:
-  // Runs in each new worker with its socket and slot index; must never return (it _exits).
-  using WorkerMain = std::function<void(int fd, unsigned index)>;
+  // Runs in each new worker with its socket, serial number and progress slot; must never
+  // return (it _exits).
+  using WorkerMain = std::function<void(int fd, unsigned serial, unsigned slot)>;
 
   struct Report {
     enum class Kind : std::uint32_t { kSpawned = 1, kSpawnFailed = 2, kExited = 3 } kind;
@@ -57,9 +58,9 @@ class Zygote {
   // Non-blocking SOCK_SEQPACKET socket; readable when a report is waiting.
   int control_fd() const noexcept { return control_.get(); }
 
-  // Asks the zygote to fork a worker for slot `index` that will own `worker_fd`.
+  // Asks the zygote to fork worker number `index`, owning `worker_fd` and progress `slot`.
   // Throws std::system_error if the zygote is gone.
-  void request_spawn(int worker_fd, unsigned index);
+  void request_spawn(int worker_fd, unsigned index, unsigned slot);
 
   // Reads one report without blocking. nullopt: none waiting. Throws EOFError when the zygote
   // has gone away.

@@ -9,12 +9,25 @@
 // Thread safety: runs alone in a single-threaded child.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 namespace mproc::detail {
 
+// Written by a worker, read by the coordinator after the worker dies: how many task frames it
+// had started and finished. Replies are coalesced, so a dead worker may have finished tasks
+// whose results never left it; these counters say exactly which tasks ran, so none is run
+// twice and none that never started is failed. Lives in memory shared with the coordinator.
+struct WorkerProgress {
+  std::atomic<std::uint64_t> started{0};
+  std::atomic<std::uint64_t> finished{0};
+  char pad[64 - 2 * sizeof(std::atomic<std::uint64_t>)];
+};
+
 struct WorkerConfig {
+  WorkerProgress* progress = nullptr;  // this worker's slot (may be null: no bookkeeping)
   std::size_t maxtasks = 0;
   std::size_t max_frame_bytes = 0;
   std::size_t max_memory = 0;         // peak RSS after which the worker retires (0: none)
