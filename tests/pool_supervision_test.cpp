@@ -15,11 +15,14 @@
 #include <filesystem>
 #include <fstream>
 #include <mproc/mproc.hpp>
+#include <mproc/runtime/forkserver.hpp>
 #include <random>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "shared_counters.hpp"
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
@@ -65,23 +68,24 @@ int write_garbage() {
   return sleep_ms(2000);
 }
 
-// Run counters shared with every worker (mapped before the pool forks its zygote).
-std::atomic<int>* g_runs = nullptr;
+constexpr int kChaosTasks = 20'000;
 
-// About `us` microseconds of work, then x + 1; counts its runs in g_runs[x].
-int busy_inc(int x, int us) {
-  if (g_runs) g_runs[x].fetch_add(1);
+// About `us` microseconds of work, then x + 1; counts its runs in the shared counter x.
+int busy_inc(int x, int us, const std::string& counters) {
+  mproc_test::SharedCounters::attach(counters, kChaosTasks)[x].fetch_add(1);
   const auto end = Clock::now() + std::chrono::microseconds(us);
   while (Clock::now() < end) {
   }
   return x + 1;
 }
 
+// Children of `parent`, not counting the fork server that mproc::init started.
 std::size_t children_of(pid_t parent) {
   std::size_t n = 0;
+  const std::string server = std::to_string(mproc::detail::forkserver_pid());
   for (const auto& e : std::filesystem::directory_iterator("/proc")) {
     const std::string name = e.path().filename().string();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (name.find_first_not_of("0123456789") != std::string::npos || name == server) continue;
     std::ifstream f(e.path() / "stat");
     std::string line;
     if (!std::getline(f, line)) continue;
@@ -250,14 +254,11 @@ TEST(Supervision, NoWorkerOrZygoteOutlivesAKilledCoordinator) {
 
 TEST(Supervision, ChaosKillsLoseNothingAndRunNothingTwice) {
   const std::size_t fds_before = open_fds();
-  constexpr int kTasks = 20'000;
+  constexpr int kTasks = kChaosTasks;
   std::atomic<int> completions{0};
   std::atomic<int> lost{0};
   std::atomic<int> kills{0};
-  void* shared = ::mmap(nullptr, sizeof(std::atomic<int>) * kTasks, PROT_READ | PROT_WRITE,
-                        MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  ASSERT_NE(shared, MAP_FAILED);
-  g_runs = static_cast<std::atomic<int>*>(shared);
+  mproc_test::SharedCounters runs(kTasks);
   {
     mproc::Pool pool(4);
     std::vector<mproc::AsyncResult<int>> results;
@@ -275,7 +276,7 @@ TEST(Supervision, ChaosKillsLoseNothingAndRunNothingTwice) {
       }
     });
     for (int i = 0; i < kTasks; ++i) {
-      results.push_back(pool.apply_async(busy_inc, i, 50,
+      results.push_back(pool.apply_async(busy_inc, i, 50, runs.name(),
                                          mproc::callbacks([&](int) { ++completions; },
                                                           [&](std::exception_ptr) {
                                                             ++completions;
@@ -288,11 +289,11 @@ TEST(Supervision, ChaosKillsLoseNothingAndRunNothingTwice) {
       const auto left =
           std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
       ASSERT_TRUE(results[i].wait(std::max(left, 1ms))) << "task " << i << " never completed";
-      const int runs = g_runs[i].load();
-      EXPECT_LE(runs, 1) << "task " << i << " ran " << runs << " times";
+      const int ran = runs[i].load();
+      EXPECT_LE(ran, 1) << "task " << i << " ran " << ran << " times";
       try {
         EXPECT_EQ(results[i].get(), i + 1);
-        EXPECT_EQ(runs, 1);
+        EXPECT_EQ(ran, 1);
         ++ok;
       } catch (const mproc::WorkerLostError& e) {
         EXPECT_GT(e.pid(), 0);
@@ -311,6 +312,4 @@ TEST(Supervision, ChaosKillsLoseNothingAndRunNothingTwice) {
   }
   EXPECT_TRUE(eventually([&] { return children_of(::getpid()) == 0; }, 2000ms));
   EXPECT_EQ(open_fds(), fds_before);
-  g_runs = nullptr;
-  ::munmap(shared, sizeof(std::atomic<int>) * kTasks);
 }

@@ -25,6 +25,8 @@
 #include "mproc/runtime/zygote.hpp"
 #include "mproc/serialize/exception_wire.hpp"
 #include "mproc/serialize/frame.hpp"
+#include "mproc/start_method.hpp"
+#include "mproc/worker/worker_entry.hpp"
 #include "mproc/worker/worker_loop.hpp"
 
 namespace mproc::detail {
@@ -38,7 +40,8 @@ using Clock = std::chrono::steady_clock;
 constexpr double kPipelineBudgetNs = 250'000;
 constexpr std::size_t kMinDepth = 2;
 constexpr std::size_t kMaxDepth = 512;
-constexpr std::size_t kInitialDepth = 4;
+// Tasks longer than this go one at a time: the round trip is then under 3% of the task.
+constexpr double kNoPipelineNs = 2'000'000;
 constexpr std::size_t kMaxIov = 64;
 constexpr unsigned kNoSlot = ~0u;
 constexpr auto kTerminateGrace = std::chrono::milliseconds(200);
@@ -104,7 +107,10 @@ class Coordinator::Impl {
   explicit Impl(const PoolOptions& o)
       : opts_(o),
         nproc_(o.processes ? o.processes : cpu_count()),
+        method_(o.start_method.value_or(get_start_method())),
+        name_prefix_(worker_name_prefix(method_)),
         runner_(std::make_shared<CallbackRunner>()) {
+    require_start_method(method_);
     std::promise<void> started;
     auto ready = started.get_future();
     // The zygote is forked from the I/O thread itself, before it does anything else: no thread
@@ -112,23 +118,26 @@ class Coordinator::Impl {
     // thread, which lives exactly as long as the pool.
     io_thread_ = std::thread([this, &started] {
       try {
-        const WorkerConfig cfg{nullptr, opts_.maxtasksperchild, opts_.max_frame_bytes,
-                               opts_.max_memory_per_child, opts_.max_address_space_per_child};
-        // Shared with every worker through the zygote's fork: made before it.
+        // The progress slots live in a memfd: forked workers inherit the mapping, the fork
+        // server's zygote and spawned workers map the descriptor.
         slots_ = static_cast<unsigned>(4 * nproc_ + 8);
-        void* region = ::mmap(nullptr, slots_ * sizeof(WorkerProgress), PROT_READ | PROT_WRITE,
-                              MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        const std::size_t bytes = slots_ * sizeof(WorkerProgress);
+        UniqueFd mem(::memfd_create("mproc-progress", MFD_CLOEXEC));
+        if (!mem || ::ftruncate(mem.get(), static_cast<off_t>(bytes)) != 0) {
+          throw std::system_error(errno, std::generic_category(), "memfd for worker progress");
+        }
+        void* region = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, mem.get(), 0);
         if (region == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "mmap");
         progress_ = static_cast<WorkerProgress*>(region);
         for (unsigned i = 0; i < slots_; ++i) free_slots_.push_back(slots_ - 1 - i);
-        WorkerProgress* base = progress_;
-        const unsigned nslots = slots_;
-        zygote_ = Zygote([cfg, base, nslots](int fd, unsigned serial, unsigned slot) {
-          enter_worker_process(fd, "ForkPoolWorker-" + std::to_string(serial));
-          WorkerConfig c = cfg;
-          c.progress = slot < nslots ? &base[slot] : nullptr;
-          run_worker(fd, c);
-        });
+        WorkerSpec spec;
+        spec.maxtasks = opts_.maxtasksperchild;
+        spec.max_frame_bytes = opts_.max_frame_bytes;
+        spec.max_memory = opts_.max_memory_per_child;
+        spec.max_address_space = opts_.max_address_space_per_child;
+        spec.nslots = slots_;
+        spec.log_level = static_cast<std::int32_t>(get_logger()->level());
+        zygote_ = start_zygote(method_, spec, mem.get(), progress_);
         zygote_pid_.store(zygote_.pid());
         control_ = std::make_unique<asio::posix::stream_descriptor>(io_, zygote_.control_fd());
         watch_zygote();
@@ -308,7 +317,7 @@ class Coordinator::Impl {
     set_nonblocking(mine.get(), true);
     const std::uint64_t serial = ++spawned_;
     auto w = std::make_shared<Worker>(io_, mine.release(), serial);
-    w->name = "ForkPoolWorker-" + std::to_string(serial);
+    w->name = name_prefix_ + std::to_string(serial);
     if (!opts_.init_frame().empty()) {
       w->preamble = opts_.init_frame();
       w->init_acked = false;
@@ -584,6 +593,7 @@ class Coordinator::Impl {
       ++w->received;
       const double ns = static_cast<double>(h->aux);
       w->ewma_ns = w->ewma_ns == 0 ? ns : 0.8 * w->ewma_ns + 0.2 * ns;
+      pool_ewma_ns_ = pool_ewma_ns_ == 0 ? ns : 0.9 * pool_ewma_ns_ + 0.1 * ns;
       if (h->kind == FrameKind::kResultOk) {
         t->on_ok(payload);
       } else {
@@ -696,6 +706,12 @@ class Coordinator::Impl {
         w->inflight.pop_front();
       }
       for (auto it = w->inflight.rbegin(); it != w->inflight.rend(); ++it) {
+        // A cancel that killed the worker before the task started still cancels it.
+        if ((*it)->id == w->cancelled_head) {
+          fail_task(std::move(*it),
+                    std::make_exception_ptr(CancelledError("the task was cancelled")));
+          continue;
+        }
         pending_.push_front(std::move(*it));
       }
       w->inflight.clear();
@@ -758,10 +774,13 @@ class Coordinator::Impl {
 
   std::size_t capacity(const Worker& w) const {
     if (w.retiring || w.eof || w.fault || w.gone || w.timed_out || w.cancelled_head) return 0;
-    std::size_t depth = kInitialDepth;
-    if (w.ewma_ns > 0) {
-      depth = static_cast<std::size_t>(kPipelineBudgetNs / w.ewma_ns);
-      depth = std::clamp(depth, kMinDepth, kMaxDepth);
+    // How many tasks to keep in a worker's pipe: enough to hide the round trip for short
+    // tasks, one for long ones (a second task queued behind a long one would wait for it while
+    // another worker may be idle), and one while nothing is known about the tasks' length.
+    const double est = w.ewma_ns > 0 ? w.ewma_ns : pool_ewma_ns_;
+    std::size_t depth = 1;
+    if (est > 0 && est < kNoPipelineNs) {
+      depth = std::clamp(static_cast<std::size_t>(kPipelineBudgetNs / est), kMinDepth, kMaxDepth);
     }
     std::size_t cap = w.inflight.size() >= depth ? 0 : depth - w.inflight.size();
     if (opts_.maxtasksperchild) cap = std::min(cap, opts_.maxtasksperchild - w.assigned);
@@ -799,8 +818,11 @@ class Coordinator::Impl {
         progress = true;
         touched.push_back(w);
         if (opts_.maxtasksperchild && w->assigned >= opts_.maxtasksperchild && !w->retiring) {
-          w->retiring = true;  // start its successor now, while it finishes its quota
-          if (!zygote_lost_) spawn_worker();
+          // Start its successor now, while it finishes its quota, but never more than one
+          // generation ahead (a successor given its quota at once would start another, and
+          // so on): past that, finalize() replaces it when it exits.
+          w->retiring = true;
+          if (!zygote_lost_ && workers_.size() < 2 * nproc_) spawn_worker();
         }
         if (pending_.empty()) break;
       }
@@ -937,6 +959,9 @@ class Coordinator::Impl {
 
   PoolOptions opts_;
   std::size_t nproc_;
+  double pool_ewma_ns_ = 0;  // task duration over all workers: a new worker's first guess
+  StartMethod method_;
+  std::string name_prefix_;
   std::shared_ptr<CallbackRunner> runner_;
   asio::io_context io_;
   std::thread io_thread_;

@@ -1,16 +1,24 @@
 #include "mproc/runtime/fd.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
+#include <stdexcept>
 #include <system_error>
 #include <vector>
 
 namespace mproc::detail {
+namespace {
+constexpr std::size_t kMaxFdsPerMessage = 4;
+}  // namespace
 
 void UniqueFd::reset(int fd) noexcept {
   if (fd_ >= 0) ::close(fd_);
@@ -51,6 +59,66 @@ int pidfd_open_fd(int pid) noexcept {
 
 int pidfd_signal(int pidfd, int sig) noexcept {
   return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
+}
+
+bool send_fds(int sock, const void* data, std::size_t size, std::span<const int> fds, bool wait) {
+  iovec iov{const_cast<void*>(data), size};
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  alignas(cmsghdr) char ctrl[CMSG_SPACE(kMaxFdsPerMessage * sizeof(int))] = {};
+  if (fds.size() > kMaxFdsPerMessage) throw std::invalid_argument("send_fds: too many descriptors");
+  if (!fds.empty()) {
+    mh.msg_control = ctrl;
+    mh.msg_controllen = CMSG_SPACE(fds.size() * sizeof(int));
+    cmsghdr* c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(fds.size() * sizeof(int));
+    std::memcpy(CMSG_DATA(c), fds.data(), fds.size() * sizeof(int));
+  }
+  while (::sendmsg(sock, &mh, MSG_NOSIGNAL) < 0) {
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      if (!wait) return false;
+      pollfd p{sock, POLLOUT, 0};
+      ::poll(&p, 1, 100);
+      continue;
+    }
+    throw std::system_error(errno, std::generic_category(), "sendmsg");
+  }
+  return true;
+}
+
+ssize_t recv_fds(int sock, void* data, std::size_t size, std::vector<int>& fds, int flags) {
+  iovec iov{data, size};
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  alignas(cmsghdr) char ctrl[CMSG_SPACE(kMaxFdsPerMessage * sizeof(int))] = {};
+  mh.msg_control = ctrl;
+  mh.msg_controllen = sizeof ctrl;
+  ssize_t n;
+  do {
+    n = ::recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | flags);
+  } while (n < 0 && errno == EINTR);
+  if (n >= 0) {
+    for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (std::size_t i = 0; i < count; ++i) {
+        int fd;
+        std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+        fds.push_back(fd);
+      }
+    }
+  }
+  return n;
+}
+
+void die_with_parent(pid_t expected_parent) noexcept {
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != expected_parent) ::_exit(0);
 }
 
 void close_fds_except(std::span<const int> keep) noexcept {

@@ -43,13 +43,22 @@ std::size_t cpu_count() noexcept {
   return n > 0 ? static_cast<std::size_t>(n) : 1;
 }
 
-void init(int argc, char** argv) {
+namespace detail {
+void record_init(int argc, char** argv) {
   auto& args = program_args();
   args.assign(argv, argv + argc);
   process_name() = "MainProcess";
 }
 
-namespace detail {
+bool init_called() noexcept {
+  return !program_args().empty();
+}
+
+const std::string& program_path() noexcept {
+  static const std::string empty;
+  return program_args().empty() ? empty : program_args().front();
+}
+
 void set_process_name(std::string name) {
   process_name() = std::move(name);
 }

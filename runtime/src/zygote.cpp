@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <deque>
 #include <system_error>
 #include <thread>
 
@@ -29,81 +30,58 @@ struct Wire {
 };
 constexpr std::uint32_t kOpSpawn = 100;
 
-void send_with_fd(int sock, const Wire& msg, int fd) {
-  iovec iov{const_cast<Wire*>(&msg), sizeof msg};
-  msghdr mh{};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  alignas(cmsghdr) char ctrl[CMSG_SPACE(sizeof(int))] = {};
-  if (fd >= 0) {
-    mh.msg_control = ctrl;
-    mh.msg_controllen = sizeof ctrl;
-    cmsghdr* c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
-  }
-  while (::sendmsg(sock, &mh, MSG_NOSIGNAL) < 0) {
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN) {
-      pollfd p{sock, POLLOUT, 0};
-      ::poll(&p, 1, 100);
-      continue;
-    }
-    throw std::system_error(errno, std::generic_category(), "zygote sendmsg");
-  }
+// False when the socket is full and `wait` is false.
+bool send_with_fd(int sock, const Wire& msg, int fd, bool wait = false) {
+  const int one[1] = {fd};
+  return send_fds(sock, &msg, sizeof msg,
+                  fd >= 0 ? std::span<const int>(one) : std::span<const int>(), wait);
 }
 
-// Returns bytes read (0 on EOF, -1 with errno). Received descriptor, if any, goes to *fd.
+// Returns bytes read (0 on EOF, -1 with errno). The received descriptor, if any, goes to *fd.
 ssize_t recv_with_fd(int sock, Wire& msg, int* fd, int flags) {
-  iovec iov{&msg, sizeof msg};
-  msghdr mh{};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  alignas(cmsghdr) char ctrl[CMSG_SPACE(sizeof(int))] = {};
-  mh.msg_control = ctrl;
-  mh.msg_controllen = sizeof ctrl;
-  ssize_t n;
-  do {
-    n = ::recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | flags);
-  } while (n < 0 && errno == EINTR);
-  *fd = -1;
-  if (n > 0) {
-    for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-        std::memcpy(fd, CMSG_DATA(c), sizeof(int));
-      }
-    }
-  }
+  std::vector<int> fds;
+  const ssize_t n = recv_fds(sock, &msg, sizeof msg, fds, flags);
+  *fd = fds.empty() ? -1 : fds.front();
+  for (std::size_t i = 1; i < fds.size(); ++i) ::close(fds[i]);
   return n;
 }
 
-// Dies with the process that forked us; exits at once if that already happened.
-void die_with_parent(pid_t expected_parent) {
-  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (::getppid() != expected_parent) ::_exit(0);
-}
+}  // namespace
 
-[[noreturn]] void zygote_main(int ctl, pid_t coordinator, const Zygote::WorkerMain& worker_main) {
-  die_with_parent(coordinator);
+[[noreturn]] void run_zygote(int ctl, pid_t parent, const Zygote::WorkerMain& worker_main,
+                             std::span<const int> keep_fds) {
+  die_with_parent(parent);
+  // A fork server ignores SIGCHLD to have its children reaped; the zygote reports them instead.
+  ::signal(SIGCHLD, SIG_DFL);
   sigset_t chld;
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);
   sigset_t old_mask;
   ::sigprocmask(SIG_BLOCK, &chld, &old_mask);
   const int sfd = ::signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
-  const std::array<int, 2> keep{ctl, sfd};
+  std::vector<int> keep(keep_fds.begin(), keep_fds.end());
+  keep.push_back(ctl);
+  keep.push_back(sfd);
   close_fds_except(keep);
-  set_nonblocking(ctl, false);
+  // Reports wait in an outbox and leave when the socket has room: the zygote never blocks on
+  // a full socket, so it always goes on reading requests, and a coordinator busy sending
+  // requests can never deadlock against a zygote busy sending reports.
+  set_nonblocking(ctl, true);
   const pid_t self = ::getpid();
+  struct Outgoing {
+    Wire msg;
+    UniqueFd fd;
+  };
+  std::deque<Outgoing> outbox;
 
   for (;;) {
-    pollfd fds[2] = {{ctl, POLLIN, 0}, {sfd, POLLIN, 0}};
+    pollfd fds[2] = {{ctl, static_cast<short>(POLLIN | (outbox.empty() ? 0 : POLLOUT)), 0},
+                     {sfd, POLLIN, 0}};
     if (::poll(fds, 2, -1) < 0) {
       if (errno == EINTR) continue;
       ::_exit(3);
     }
+    if (fds[0].revents & (POLLHUP | POLLERR)) ::_exit(0);  // workers follow via PDEATHSIG
     if (fds[1].revents & POLLIN) {
       signalfd_siginfo si;
       while (::read(sfd, &si, sizeof si) == sizeof si) {
@@ -111,57 +89,57 @@ void die_with_parent(pid_t expected_parent) {
       int status = 0;
       pid_t pid;
       while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
-        try {
-          send_with_fd(ctl, Wire{3, pid, status, 0}, -1);
-        } catch (...) {
+        outbox.push_back({Wire{3, pid, status, 0}, UniqueFd()});
+      }
+    }
+    if (fds[0].revents & POLLIN) {
+      for (;;) {  // every request waiting, then the reports
+        Wire req{};
+        int fd = -1;
+        const ssize_t n = recv_with_fd(ctl, req, &fd, 0);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+        if (n <= 0) ::_exit(0);  // the coordinator closed us: workers follow via PDEATHSIG
+        if (req.op != kOpSpawn || fd < 0) {
+          if (fd >= 0) ::close(fd);
+          continue;
+        }
+        const pid_t pid = ::fork();
+        if (pid == 0) {
+          ::close(ctl);
+          ::close(sfd);
+          ::sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+          die_with_parent(self);
+          worker_main(fd, req.index, req.slot);
           ::_exit(0);
+        }
+        ::close(fd);
+        if (pid < 0) {
+          outbox.push_back({Wire{2, 0, errno, req.index}, UniqueFd()});
+        } else {
+          outbox.push_back({Wire{1, pid, 0, req.index}, UniqueFd(pidfd_open_fd(pid))});
         }
       }
     }
-    if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-      Wire req{};
-      int fd = -1;
-      const ssize_t n = recv_with_fd(ctl, req, &fd, 0);
-      if (n <= 0) ::_exit(0);  // the coordinator closed us: workers follow via PDEATHSIG
-      if (req.op != kOpSpawn || fd < 0) {
-        if (fd >= 0) ::close(fd);
-        continue;
-      }
-      const pid_t pid = ::fork();
-      if (pid == 0) {
-        ::close(ctl);
-        ::close(sfd);
-        ::sigprocmask(SIG_SETMASK, &old_mask, nullptr);
-        die_with_parent(self);
-        worker_main(fd, req.index, req.slot);
-        ::_exit(0);
-      }
-      ::close(fd);
+    while (!outbox.empty()) {
+      Outgoing& o = outbox.front();
       try {
-        if (pid < 0) {
-          send_with_fd(ctl, Wire{2, 0, errno, req.index}, -1);
-        } else {
-          const int pfd = pidfd_open_fd(pid);
-          send_with_fd(ctl, Wire{1, pid, 0, req.index}, pfd);
-          if (pfd >= 0) ::close(pfd);
-        }
+        if (!send_with_fd(ctl, o.msg, o.fd.get())) break;  // full: wait for POLLOUT
       } catch (...) {
-        ::_exit(0);
+        ::_exit(0);  // the coordinator is gone
       }
+      outbox.pop_front();
     }
   }
 }
 
-}  // namespace
-
-Zygote::Zygote(WorkerMain worker_main) {
+Zygote::Zygote(WorkerMain worker_main, std::span<const int> keep_fds) {
   auto [mine, theirs] = make_socketpair(SOCK_SEQPACKET);
   const pid_t coordinator = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) throw std::system_error(errno, std::generic_category(), "fork zygote");
   if (pid == 0) {
     mine.release();  // closed by close_fds_except in zygote_main
-    zygote_main(theirs.get(), coordinator, worker_main);
+    run_zygote(theirs.get(), coordinator, worker_main, keep_fds);
   }
   pid_ = pid;
   control_ = std::move(mine);
@@ -173,7 +151,7 @@ Zygote::~Zygote() {
 }
 
 void Zygote::request_spawn(int worker_fd, unsigned index, unsigned slot) {
-  send_with_fd(control_.get(), Wire{kOpSpawn, 0, 0, index, slot}, worker_fd);
+  send_with_fd(control_.get(), Wire{kOpSpawn, 0, 0, index, slot}, worker_fd, true);
 }
 
 std::optional<Zygote::Report> Zygote::receive() {
@@ -199,6 +177,10 @@ std::optional<Zygote::Report> Zygote::receive() {
 void Zygote::stop(int grace_ms) noexcept {
   if (pid_ <= 0) return;
   control_.reset();
+  if (!child_) {
+    pid_ = -1;
+    return;
+  }
   using clock = std::chrono::steady_clock;
   const auto deadline = clock::now() + std::chrono::milliseconds(grace_ms);
   int status = 0;

@@ -71,6 +71,7 @@ void run_frame(const FrameHeader& h, std::span<const char> payload, Bytes& out,
 
 void enter_worker_process(int fd, std::string name) {
   set_process_name(std::move(name));
+  reset_logging_after_fork();
   // A Ctrl-C reaches the whole process group; the coordinator decides what happens to the
   // pool, workers must not die mid-task on their own.
   ::signal(SIGINT, SIG_IGN);

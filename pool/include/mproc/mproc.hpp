@@ -1,9 +1,11 @@
 // mproc/mproc.hpp — the whole public API in one include.
 #pragma once
 
+#include "mproc/context.hpp"
 #include "mproc/errors.hpp"
 #include "mproc/logging.hpp"
 #include "mproc/pool.hpp"
 #include "mproc/process_info.hpp"
 #include "mproc/progress.hpp"
+#include "mproc/start_method.hpp"
 #include "mproc/thread_pool.hpp"

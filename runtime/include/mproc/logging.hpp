@@ -22,4 +22,10 @@ std::shared_ptr<spdlog::logger> get_logger();
 std::shared_ptr<spdlog::logger> log_to_stderr(
     spdlog::level::level_enum level = spdlog::level::info);
 
+namespace detail {
+// In a child right after fork: gives the logger fresh sinks, so that a sink mutex another
+// thread of the parent held at the fork cannot deadlock the child's first log line.
+void reset_logging_after_fork() noexcept;
+}  // namespace detail
+
 }  // namespace mproc

@@ -24,14 +24,21 @@ const ProcessInfo& current_process() noexcept;
 // Python's os.cpu_count() counts all CPUs; the affinity count is what a pool can actually use.
 std::size_t cpu_count() noexcept;
 
-// Records the program's arguments and names the process "MainProcess". Call it first in main;
-// it is Python's `if __name__ == "__main__":` guard (start methods that exec the program will
-// enter worker mode here).
+// Call it first in main, before any thread starts: it is Python's `if __name__ == "__main__":`
+// guard. In a worker exec'd by the "spawn" start method it runs the worker and never returns;
+// in the program it records the arguments, names the process "MainProcess" and starts the fork
+// server for the "forkserver" start method (one small process that dies with the program).
+// Calling it more than once does nothing more. Throws std::system_error if the fork server
+// cannot be started.
 void init(int argc, char** argv);
 
 namespace detail {
 // Called once in a new child process, before anything else runs there.
 void set_process_name(std::string name);
+// Records what init saw; whether init has run; the program's argv[0] ("" before init).
+void record_init(int argc, char** argv);
+bool init_called() noexcept;
+const std::string& program_path() noexcept;
 }  // namespace detail
 
 }  // namespace mproc

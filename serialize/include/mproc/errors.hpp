@@ -91,4 +91,11 @@ class EOFError : public Error {
   using Error::Error;
 };
 
+// A start method cannot be used as asked: an unknown name, or "forkserver" / "spawn" in a
+// program whose main() does not begin with mproc::init(argc, argv).
+class StartMethodError : public Error {
+ public:
+  using Error::Error;
+};
+
 }  // namespace mproc

@@ -12,17 +12,21 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <tuple>
 #include <utility>
 
 #include "mproc/serialize/callable.hpp"
 #include "mproc/serialize/frame.hpp"
+#include "mproc/start_method.hpp"
 
 namespace mproc {
 
 struct PoolOptions {
   // Number of worker processes; 0 means cpu_count().
   std::size_t processes = 0;
+  // How workers start (see start_method.hpp); empty: get_start_method() when the pool is made.
+  std::optional<StartMethod> start_method;
   // A worker exits and is replaced after this many tasks (a map chunk is one task); 0: never.
   std::size_t maxtasksperchild = 0;
   // How often a task that killed its worker is run again on a new worker before it fails with

@@ -5,9 +5,12 @@
 // are thread-safe; they retry on EINTR.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstddef>
 #include <span>
 #include <utility>
+#include <vector>
 
 namespace mproc::detail {
 
@@ -46,6 +49,18 @@ void write_all(int fd, const void* data, std::size_t size);
 // Return -1 with errno on failure.
 int pidfd_open_fd(int pid) noexcept;
 int pidfd_signal(int pidfd, int sig) noexcept;
+
+// One datagram (SOCK_SEQPACKET) with descriptors attached (SCM_RIGHTS). send_fds waits while
+// the socket is full if `wait` (else returns false), and throws std::system_error on failure.
+// recv_fds returns the byte count (0 on EOF, -1 with errno) and appends received descriptors,
+// CLOEXEC, to `fds`.
+bool send_fds(int sock, const void* data, std::size_t size, std::span<const int> fds,
+              bool wait = true);
+ssize_t recv_fds(int sock, void* data, std::size_t size, std::vector<int>& fds, int flags);
+
+// In a new child: die when the process that forked it dies (PR_SET_PDEATHSIG), and exit at once
+// if that already happened between fork and here.
+void die_with_parent(pid_t expected_parent) noexcept;
 
 // Closes every descriptor above 2 except those listed.
 void close_fds_except(std::span<const int> keep) noexcept;

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <span>
 #include <utility>
 
 #include "mproc/runtime/fd.hpp"
@@ -41,14 +42,22 @@ class Zygote {
   };
 
   Zygote() = default;
-  // Forks the zygote from the calling thread. Throws std::system_error.
-  explicit Zygote(WorkerMain worker_main);
-  Zygote(Zygote&& o) noexcept : control_(std::move(o.control_)), pid_(std::exchange(o.pid_, -1)) {}
+  // Forks the zygote from the calling thread; it keeps `keep_fds` open for its workers.
+  // Throws std::system_error.
+  explicit Zygote(WorkerMain worker_main, std::span<const int> keep_fds = {});
+  // Adopts a zygote that another process (the fork server) forked: it is not our child, so
+  // stop() only closes the control socket; the zygote exits on EOF and its parent reaps it.
+  Zygote(UniqueFd control, pid_t pid) : control_(std::move(control)), pid_(pid), child_(false) {
+    set_nonblocking(control_.get(), true);
+  }
+  Zygote(Zygote&& o) noexcept
+      : control_(std::move(o.control_)), pid_(std::exchange(o.pid_, -1)), child_(o.child_) {}
   Zygote& operator=(Zygote&& o) noexcept {
     if (this != &o) {
       stop();
       control_ = std::move(o.control_);
       pid_ = std::exchange(o.pid_, -1);
+      child_ = o.child_;
     }
     return *this;
   }
@@ -73,6 +82,13 @@ class Zygote {
  private:
   UniqueFd control_;
   pid_t pid_ = -1;
+  bool child_ = true;
 };
+
+// The zygote's main loop, for a process that is to become one (after fork): serves spawn
+// requests on `ctl` until it closes, reaping workers and reporting their exits. Keeps
+// `keep_fds` open (everything else above 2 is closed). Dies with `parent`.
+[[noreturn]] void run_zygote(int ctl, pid_t parent, const Zygote::WorkerMain& worker_main,
+                             std::span<const int> keep_fds);
 
 }  // namespace mproc::detail

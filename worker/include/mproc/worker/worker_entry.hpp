@@ -1,0 +1,42 @@
+// mproc/worker/worker_entry.hpp — how a pool's workers come to exist under each start method.
+// Internal (namespace detail).
+//
+//   fork        the pool forks a zygote; the zygote forks workers that run the loop directly.
+//   forkserver  the fork server (forked by mproc::init) forks the pool's zygote; same after.
+//   spawn       the pool forks a zygote; the zygote forks a child that execs /proc/self/exe with
+//               MPROC_SPAWN_WORKER in its environment, and mproc::init in that fresh program
+//               turns it into a worker. Only the worker's socket and the progress memfd cross
+//               the exec (their CLOEXEC is cleared in the child, just before it).
+//
+// Thread safety: start_zygote may be called from any thread.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "mproc/runtime/zygote.hpp"
+#include "mproc/start_method.hpp"
+#include "mproc/worker/worker_loop.hpp"
+
+namespace mproc::detail {
+
+// Everything a worker needs to know, as plain bytes: it crosses to the fork server in a
+// datagram and to a spawned worker in its environment.
+struct WorkerSpec {
+  std::uint64_t maxtasks = 0;
+  std::uint64_t max_frame_bytes = 0;
+  std::uint64_t max_memory = 0;
+  std::uint64_t max_address_space = 0;
+  std::uint32_t nslots = 0;    // progress slots in the shared region
+  std::int32_t log_level = 6;  // spdlog level of the pool's logger (6: off)
+};
+
+// Starts a pool's zygote. `progress_fd` is a memfd holding `spec.nslots` WorkerProgress slots;
+// `progress` is the caller's own mapping of it. Throws StartMethodError, std::system_error.
+Zygote start_zygote(StartMethod method, const WorkerSpec& spec, int progress_fd,
+                    WorkerProgress* progress);
+
+// "ForkPoolWorker-", "ForkServerPoolWorker-", "SpawnPoolWorker-" (Python's names).
+std::string worker_name_prefix(StartMethod method);
+
+}  // namespace mproc::detail

@@ -1,0 +1,187 @@
+#include "mproc/worker/worker_entry.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "mproc/errors.hpp"
+#include "mproc/logging.hpp"
+#include "mproc/process_info.hpp"
+#include "mproc/runtime/forkserver.hpp"
+
+extern char** environ;
+
+namespace mproc::detail {
+namespace {
+
+constexpr const char* kSpawnEnv = "MPROC_SPAWN_WORKER";
+
+WorkerProgress* map_progress(int fd, std::uint32_t nslots) {
+  void* p =
+      ::mmap(nullptr, nslots * sizeof(WorkerProgress), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "mmap progress");
+  return static_cast<WorkerProgress*>(p);
+}
+
+[[noreturn]] void run_pool_worker(int fd, unsigned serial, unsigned slot, WorkerProgress* base,
+                                  const WorkerSpec& spec, StartMethod method) {
+  enter_worker_process(fd, worker_name_prefix(method) + std::to_string(serial));
+  get_logger()->set_level(static_cast<spdlog::level::level_enum>(spec.log_level));
+  WorkerConfig c;
+  c.progress = base != nullptr && slot < spec.nslots ? &base[slot] : nullptr;
+  c.maxtasks = spec.maxtasks;
+  c.max_frame_bytes = spec.max_frame_bytes;
+  c.max_memory = spec.max_memory;
+  c.max_address_space = spec.max_address_space;
+  run_worker(fd, c);
+}
+
+void set_cloexec(int fd, bool on) {
+  const int flags = ::fcntl(fd, F_GETFD);
+  if (flags >= 0) ::fcntl(fd, F_SETFD, on ? flags | FD_CLOEXEC : flags & ~FD_CLOEXEC);
+}
+
+// In the zygote's fresh child: become a new program that init() turns into a worker.
+[[noreturn]] void exec_spawned_worker(int fd, unsigned serial, unsigned slot, int progress_fd,
+                                      const WorkerSpec& spec) {
+  set_cloexec(fd, false);
+  set_cloexec(progress_fd, false);
+  char value[320];
+  std::snprintf(value, sizeof value,
+                "%s=%d:%d:%u:%u:%u:%d:%" PRIu64 ":%" PRIu64 ":%" PRIu64 ":%" PRIu64 ":%d",
+                kSpawnEnv, fd, progress_fd, slot, spec.nslots, serial,
+                static_cast<int>(::getppid()), spec.maxtasks, spec.max_frame_bytes, spec.max_memory,
+                spec.max_address_space, spec.log_level);
+  std::vector<char*> env;
+  const std::size_t prefix = std::strlen(kSpawnEnv);
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (std::strncmp(*e, kSpawnEnv, prefix) == 0 && (*e)[prefix] == '=') continue;
+    env.push_back(*e);
+  }
+  env.push_back(value);
+  env.push_back(nullptr);
+  const std::string& path = program_path();
+  char arg0[] = "mproc-spawn-worker";
+  std::array<char*, 2> argv{path.empty() ? arg0 : const_cast<char*>(path.c_str()), nullptr};
+  ::execve("/proc/self/exe", argv.data(), env.data());
+  std::fprintf(stderr, "mproc: cannot exec /proc/self/exe for a spawn worker: %s\n",
+               std::strerror(errno));
+  ::_exit(127);
+}
+
+// In the fork server's fresh child: become the zygote of the pool that asked.
+void forkserver_child(std::span<const char> data, std::span<const int> fds) {
+  WorkerSpec spec;
+  if (data.size() != sizeof spec || fds.size() != 2) ::_exit(2);
+  std::memcpy(&spec, data.data(), sizeof spec);
+  WorkerProgress* base = nullptr;
+  try {
+    base = map_progress(fds[1], spec.nslots);
+  } catch (...) {
+    ::_exit(2);
+  }
+  ::close(fds[1]);
+  const Zygote::WorkerMain main = [spec, base](int fd, unsigned serial, unsigned slot) {
+    run_pool_worker(fd, serial, slot, base, spec, StartMethod::kForkserver);
+  };
+  run_zygote(fds[0], ::getppid(), main, {});
+}
+
+// In a program exec'd by the spawn start method: run the worker and never return.
+void enter_if_spawned_worker() {
+  const char* v = std::getenv(kSpawnEnv);
+  if (v == nullptr) return;
+  int fd = -1, progress_fd = -1, ppid = 0, level = 6;
+  unsigned slot = 0, nslots = 0, serial = 0;
+  WorkerSpec spec;
+  const int n =
+      std::sscanf(v, "%d:%d:%u:%u:%u:%d:%" SCNu64 ":%" SCNu64 ":%" SCNu64 ":%" SCNu64 ":%d", &fd,
+                  &progress_fd, &slot, &nslots, &serial, &ppid, &spec.maxtasks,
+                  &spec.max_frame_bytes, &spec.max_memory, &spec.max_address_space, &level);
+  ::unsetenv(kSpawnEnv);  // the worker's own children are ordinary programs
+  if (n != 11 || fd < 0) {
+    std::fprintf(stderr, "mproc: malformed %s; not a spawn worker\n", kSpawnEnv);
+    ::_exit(2);
+  }
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != ppid) ::_exit(0);  // the zygote died while we were exec'ing
+  spec.nslots = nslots;
+  spec.log_level = level;
+  set_cloexec(fd, true);
+  WorkerProgress* base = nullptr;
+  if (progress_fd >= 0) {
+    try {
+      base = map_progress(progress_fd, nslots);
+    } catch (...) {
+      base = nullptr;
+    }
+    ::close(progress_fd);
+  }
+  run_pool_worker(fd, serial, slot, base, spec, StartMethod::kSpawn);
+}
+
+}  // namespace
+
+std::string worker_name_prefix(StartMethod method) {
+  switch (method) {
+    case StartMethod::kForkserver:
+      return "ForkServerPoolWorker-";
+    case StartMethod::kSpawn:
+      return "SpawnPoolWorker-";
+    case StartMethod::kFork:
+      break;
+  }
+  return "ForkPoolWorker-";
+}
+
+Zygote start_zygote(StartMethod method, const WorkerSpec& spec, int progress_fd,
+                    WorkerProgress* progress) {
+  require_start_method(method);
+  switch (method) {
+    case StartMethod::kFork:
+      return Zygote([spec, progress](int fd, unsigned serial, unsigned slot) {
+        run_pool_worker(fd, serial, slot, progress, spec, StartMethod::kFork);
+      });
+    case StartMethod::kSpawn: {
+      const std::array<int, 1> keep{progress_fd};
+      return Zygote(
+          [spec, progress_fd](int fd, unsigned serial, unsigned slot) {
+            exec_spawned_worker(fd, serial, slot, progress_fd, spec);
+          },
+          keep);
+    }
+    case StartMethod::kForkserver: {
+      auto [mine, theirs] = make_socketpair(SOCK_SEQPACKET);
+      const std::array<int, 2> fds{theirs.get(), progress_fd};
+      const pid_t pid = forkserver_fork({reinterpret_cast<const char*>(&spec), sizeof spec}, fds);
+      return Zygote(std::move(mine), pid);
+    }
+  }
+  throw StartMethodError("unknown start method");
+}
+
+}  // namespace mproc::detail
+
+namespace mproc {
+
+void init(int argc, char** argv) {
+  if (detail::init_called()) return;
+  detail::enter_if_spawned_worker();
+  detail::record_init(argc, argv);
+  detail::start_forkserver(&detail::forkserver_child);
+}
+
+}  // namespace mproc
