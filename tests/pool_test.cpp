@@ -6,6 +6,9 @@ namespace {
 int square(int x) {
   return x * x;
 }
+bool is_odd(int x) {
+  return x % 2 != 0;
+}
 }  // namespace
 
 TEST(PoolSmoke, ApplyMapImap) {
@@ -18,6 +21,21 @@ TEST(PoolSmoke, ApplyMapImap) {
   std::vector<int> got;
   for (int y : pool.imap(square, in)) got.push_back(y);
   EXPECT_EQ(got, (std::vector<int>{1, 4, 9, 16, 25}));
+}
+
+// std::vector<bool> has no data() and packs bits: results of map/imap must still arrive whole.
+TEST(PoolSmoke, BoolResults) {
+  std::vector<int> in(1000);
+  for (int i = 0; i < 1000; ++i) in[static_cast<std::size_t>(i)] = i;
+  std::vector<bool> expected;
+  for (int x : in) expected.push_back(is_odd(x));
+  mproc::Pool pool(2);
+  EXPECT_EQ(pool.map(is_odd, in, 7), expected);
+  std::vector<bool> lazy;
+  for (bool b : pool.imap(is_odd, in, 3)) lazy.push_back(b);
+  EXPECT_EQ(lazy, expected);
+  mproc::ThreadPool threads(4);
+  EXPECT_EQ(threads.map(is_odd, in, 1), expected);
 }
 
 TEST(ThreadPoolSmoke, SameApi) {

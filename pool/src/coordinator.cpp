@@ -111,6 +111,8 @@ class Coordinator::Impl {
         name_prefix_(worker_name_prefix(method_)),
         runner_(std::make_shared<CallbackRunner>()) {
     require_start_method(method_);
+    // Below this even an error reply may not fit.
+    opts_.max_frame_bytes = std::max<std::size_t>(opts_.max_frame_bytes, 4096);
     std::promise<void> started;
     auto ready = started.get_future();
     // The zygote is forked from the I/O thread itself, before it does anything else: no thread

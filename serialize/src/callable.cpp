@@ -248,7 +248,7 @@ void* decode_function_location(WireInputArchive& in) {
   return reinterpret_cast<void*>(bias + offset);
 }
 
-void invoke_payload(std::span<const char> payload, Bytes& out) {
+void invoke_payload(std::span<const char> payload, Bytes& out, std::size_t max_out) {
   WireInputArchive in(payload);
   std::uint64_t key = 0;
   std::uint8_t has_target = 0;
@@ -257,7 +257,7 @@ void invoke_payload(std::span<const char> payload, Bytes& out) {
   void* target = has_target != 0 ? decode_function_location(in) : nullptr;
   std::uint32_t count = 0;
   in(count);
-  InvokeContext ctx{in, out, target, count};
+  InvokeContext ctx{in, out, target, count, max_out};
   invoker(ctx);
   if (in.remaining() != 0) {
     throw SerializationError("corrupt task: " + std::to_string(in.remaining()) +

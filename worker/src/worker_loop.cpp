@@ -58,12 +58,18 @@ void run_frame(const FrameHeader& h, std::span<const char> payload, Bytes& out,
   const std::size_t at = begin_frame(out);
   const std::uint64_t t0 = now_ns();
   try {
-    invoke_payload(payload, out);
+    invoke_payload(payload, out, max_frame);
     finish_frame(out, at, FrameKind::kResultOk, h.task_id, now_ns() - t0, max_frame);
   } catch (...) {
     out.resize(at + kFrameHeaderSize);
     encode_current_exception(out);
-    finish_frame(out, at, FrameKind::kResultErr, h.task_id, now_ns() - t0, max_frame);
+    try {
+      finish_frame(out, at, FrameKind::kResultErr, h.task_id, now_ns() - t0, max_frame);
+    } catch (...) {  // the error itself is too large to send (a huge message)
+      out.resize(at + kFrameHeaderSize);
+      encode_error(out, "SerializationError", "the task's error exceeds max_frame_bytes");
+      finish_frame(out, at, FrameKind::kResultErr, h.task_id, now_ns() - t0);
+    }
   }
 }
 

@@ -74,7 +74,10 @@ struct ThreadMapState {
       : remaining(chunks), result(std::move(r)), progress(std::move(bar)) {
     if constexpr (!std::is_void_v<R>) values.resize(n);
   }
-  std::conditional_t<std::is_void_v<R>, int, std::vector<R>> values;
+  // Threads write neighbouring results at once: std::vector<bool> packs them into shared words
+  // (a data race), so bools are kept one per byte until the end.
+  using Slot = std::conditional_t<std::is_same_v<R, bool>, unsigned char, R>;
+  std::conditional_t<std::is_void_v<R>, int, std::vector<Slot>> values;
   std::atomic<std::size_t> remaining;
   std::shared_ptr<ResultState<Out>> result;
   std::shared_ptr<ProgressBar> progress;
@@ -84,6 +87,8 @@ struct ThreadMapState {
     if (remaining.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
     if constexpr (std::is_void_v<R>) {
       result->set_value();
+    } else if constexpr (std::is_same_v<R, bool>) {
+      result->set_value(std::vector<bool>(values.begin(), values.end()));
     } else {
       result->set_value(std::move(values));
     }

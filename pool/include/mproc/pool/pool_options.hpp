@@ -47,6 +47,7 @@ struct PoolOptions {
   // When true, ~Pool terminates instead of closing and joining.
   bool terminate_on_destroy = false;
   // Largest frame (task or result) accepted, in bytes; checked before anything is allocated.
+  // At least 4 KiB (smaller values are raised to it).
   std::size_t max_frame_bytes = detail::kDefaultMaxFrameBytes;
 
   // Runs `fn(args...)` once in every worker before its first task. If it throws, the worker

@@ -18,6 +18,7 @@
 // Thread safety: registration happens during static initialisation; lookups are thread-safe.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -32,11 +33,16 @@
 namespace mproc::detail {
 
 // What the invoker sees when it runs in the worker.
+// Items that encode to no bytes at all (a nullary call's empty tuple) cannot be bounded by the
+// payload's size; a chunk holds at most this many of them.
+inline constexpr std::uint32_t kMaxEmptyItems = 1u << 16;
+
 struct InvokeContext {
   WireInputArchive& in;  // positioned at the invoker's own data (function object, items)
   Bytes& out;            // the result payload: one encoded result per item, appended
   void* target;          // the resolved plain function, or nullptr for function objects
   std::uint32_t count;   // number of items in the chunk
+  std::size_t max_out;   // largest result payload allowed (0: no limit)
 };
 using InvokerFn = void (*)(InvokeContext&);
 
@@ -165,25 +171,50 @@ struct Invoker {
       run_with(fn, ctx);
     } else {
       F fn{};
-      ctx.in(fn);
+      decode(ctx, fn);
       run_with(fn, ctx);
     }
   }
 
   template <class Fn>
   static void run_with(Fn& fn, InvokeContext& ctx) {
+    // The count comes off the wire: it may not promise more items than bytes follow (items
+    // that encode to nothing excepted, within reason), nor make the reply outgrow its cap.
+    if (ctx.count > ctx.in.remaining() && ctx.count > kMaxEmptyItems) {
+      throw SerializationError("corrupt task: " + std::to_string(ctx.count) + " items in " +
+                               std::to_string(ctx.in.remaining()) + " bytes");
+    }
     WireOutputArchive out(ctx.out);
+    const std::size_t start = ctx.out.size();  // earlier replies may share the buffer
     if constexpr (std::is_arithmetic_v<Result>) {
-      ctx.out.reserve(ctx.out.size() + std::size_t{ctx.count} * sizeof(Result));
+      const std::size_t n = std::min<std::size_t>(ctx.count, ctx.in.remaining() + 1);
+      ctx.out.reserve(ctx.out.size() + n * sizeof(Result));
     }
     Item item{};
     for (std::uint32_t i = 0; i < ctx.count; ++i) {
-      ctx.in(item);
+      decode(ctx, item);
       if constexpr (std::is_void_v<Result>) {
         call(fn, item);
       } else {
         out(call(fn, item));
+        if (ctx.max_out != 0 && ctx.out.size() - start > ctx.max_out) {
+          throw SerializationError("the task's results exceed max_frame_bytes (" +
+                                   std::to_string(ctx.max_out) + " bytes)");
+        }
       }
+    }
+  }
+
+  // Whatever goes wrong while decoding arguments is a corrupt task, whichever type cereal or a
+  // user's serialize() threw.
+  template <class T>
+  static void decode(InvokeContext& ctx, T& value) {
+    try {
+      ctx.in(value);
+    } catch (const SerializationError&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw SerializationError(std::string("corrupt task argument: ") + e.what());
     }
   }
 
@@ -239,6 +270,6 @@ std::size_t encode_callable(Bytes& out, const F& fn, std::uint32_t count) {
 
 // Worker side: reads the callable part, resolves it, and runs the chunk into `out`.
 // Throws SerializationError for an unknown invoker or function; whatever the task throws.
-void invoke_payload(std::span<const char> payload, Bytes& out);
+void invoke_payload(std::span<const char> payload, Bytes& out, std::size_t max_out = 0);
 
 }  // namespace mproc::detail

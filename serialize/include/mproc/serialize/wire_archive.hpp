@@ -100,9 +100,20 @@ inline std::enable_if_t<std::is_arithmetic_v<T>> CEREAL_SAVE_FUNCTION_NAME(
 }
 
 template <class T>
-inline std::enable_if_t<std::is_arithmetic_v<T>> CEREAL_LOAD_FUNCTION_NAME(
-    mproc::detail::WireInputArchive& ar, T& t) {
+inline std::enable_if_t<std::is_arithmetic_v<T> && !std::is_same_v<T, bool>>
+CEREAL_LOAD_FUNCTION_NAME(mproc::detail::WireInputArchive& ar, T& t) {
   ar.loadBinary(std::addressof(t), sizeof(t));
+}
+
+// A bool is one byte, 0 or 1: any other byte is corruption (copied into a bool it would be
+// undefined behaviour).
+inline void CEREAL_LOAD_FUNCTION_NAME(mproc::detail::WireInputArchive& ar, bool& t) {
+  unsigned char byte = 0;
+  ar.loadBinary(&byte, 1);
+  if (byte > 1) {
+    throw mproc::SerializationError("corrupt payload: bool byte " + std::to_string(byte));
+  }
+  t = byte != 0;
 }
 
 template <class Archive, class T>

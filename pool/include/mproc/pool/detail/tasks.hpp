@@ -71,6 +71,23 @@ void decode_results(std::span<const char> payload, R* out, std::size_t count) {
   if (in.remaining() != 0) throw SerializationError("corrupt result: trailing bytes");
 }
 
+// The same into v[offset, offset + count): std::vector<bool> has no data() to write through.
+template <class R>
+void decode_results(std::span<const char> payload, std::vector<R>& v, std::size_t offset,
+                    std::size_t count) {
+  if constexpr (std::is_same_v<R, bool>) {
+    WireInputArchive in(payload);
+    for (std::size_t i = 0; i < count; ++i) {
+      bool b = false;
+      in(b);
+      v[offset + i] = b;
+    }
+    if (in.remaining() != 0) throw SerializationError("corrupt result: trailing bytes");
+  } else {
+    decode_results(payload, v.data() + offset, count);
+  }
+}
+
 inline std::exception_ptr current_as_serialization_error() noexcept {
   try {
     throw;
@@ -146,7 +163,7 @@ class MapChunkTask final : public Task {
   void on_ok(std::span<const char> payload) noexcept override {
     if constexpr (!std::is_void_v<R>) {
       try {
-        decode_results(payload, state_->values.data() + offset_, count_);
+        decode_results(payload, state_->values, offset_, count_);
       } catch (...) {
         state_->result->fail(current_as_serialization_error());
       }
@@ -208,7 +225,7 @@ class ImapChunkTask final : public Task {
   void on_ok(std::span<const char> payload) noexcept override {
     try {
       std::vector<R> v(count_);
-      decode_results(payload, v.data(), count_);
+      decode_results(payload, v, 0, count_);
       state_->deliver(chunk_, std::move(v));
     } catch (...) {
       state_->deliver(chunk_, current_as_serialization_error());
