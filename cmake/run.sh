@@ -2,7 +2,9 @@
 # mproc's one entry point for people and CI (README's quick start calls it):
 #   bash cmake/run.sh demo   install what is missing, build Release, run the throughput demo
 #   bash cmake/run.sh test   install what is missing, build, run every test (Release and
-#                            ASan+UBSan), and build a consumer project against the installed package
+#                            ASan+UBSan), build a consumer project against the installed package,
+#                            and fuzz the wire for about a minute (cmake/fuzz.sh)
+#   bash cmake/run.sh tsan   the suite under ThreadSanitizer (not in CI: slow)
 # Works as root on a fresh Debian 12; installs only Debian packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,10 +13,12 @@ JOBS=$(nproc)
 
 PACKAGES=(build-essential cmake ninja-build pkg-config libcereal-dev libasio-dev libspdlog-dev
           libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev gnuplot-nox python3)
+# Only the test run needs these: libFuzzer comes with Clang.
+FUZZ_PACKAGES=(clang-14 libclang-rt-14-dev)
 
-install_deps() {
+install_deps() {  # install_deps [extra packages...]
   local missing=()
-  for p in "${PACKAGES[@]}"; do
+  for p in "${PACKAGES[@]}" "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   if ((${#missing[@]})); then
@@ -48,7 +52,7 @@ case "${1:-}" in
     fi
     ;;
   test)
-    install_deps
+    install_deps "${FUZZ_PACKAGES[@]}"
     build "$ROOT/build/release" Release
     run_tests "$ROOT/build/release" "Release"
     echo "== consumer project against the installed package"
@@ -61,6 +65,8 @@ case "${1:-}" in
     build "$ROOT/build/asan" Debug -DMPROC_SANITIZE=address,undefined -DMPROC_BUILD_BENCHMARKS=OFF
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
       run_tests "$ROOT/build/asan" "AddressSanitizer+UBSan"
+    echo "== fuzzing the wire (libFuzzer, ${FUZZ_SECONDS:-60} s)"
+    bash "$ROOT/cmake/fuzz.sh"
     ;;
   tsan)
     install_deps
