@@ -1,0 +1,23 @@
+// Runs benchmarks/python/mp_bench.py as a subprocess and reads the rate it prints.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+
+namespace bench {
+
+// The full path of python3 on PATH, or nullopt.
+std::optional<std::string> find_python3();
+
+struct PythonRunner {
+  std::string exe;     // python3
+  std::string script;  // mp_bench.py
+  std::size_t workers = 2;
+
+  // `python3 mp_bench.py --workload W --n N --workers K`; returns its JSON "value", or nullopt
+  // with `error` set (exit status and the tail of its output) when it fails.
+  std::optional<double> run(const std::string& workload, std::size_t n, std::string& error) const;
+};
+
+}  // namespace bench
