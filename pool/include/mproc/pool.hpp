@@ -116,10 +116,14 @@ class Pool : public detail::PoolApi<Pool> {
     task->id = coord_->next_task_id();
     task->timeout = cbs.timeout;
     set_canceller(*state, {task->id});
-    const Item item(std::forward<Args>(args)...);
-    const Item* p = &item;
-    detail::encode_chunk<Fn, Item, detail::CallShape::kApply>(*task, f, p, 1,
-                                                              coord_->max_frame_bytes());
+    if constexpr (std::is_same_v<Item, std::tuple<std::remove_cvref_t<Args>...>>) {
+      detail::encode_apply_args<Fn, Item>(*task, f, coord_->max_frame_bytes(), args...);
+    } else {  // converted first to the types f takes (a const char* for a std::string, ...)
+      const Item item(std::forward<Args>(args)...);
+      const Item* p = &item;
+      detail::encode_chunk<Fn, Item, detail::CallShape::kApply>(*task, f, p, 1,
+                                                                coord_->max_frame_bytes());
+    }
     coord_->submit(std::move(task));
     return AsyncResult<R>(std::move(state));
   }

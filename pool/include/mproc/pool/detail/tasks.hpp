@@ -24,7 +24,7 @@ namespace mproc::detail {
 template <class Fn, class Item, CallShape S, class It>
 void encode_chunk(Task& task, const Fn& fn, It& it, std::uint32_t count, std::size_t cap) {
   Bytes& f = task.frame;
-  if constexpr (std::is_trivially_copyable_v<Item>) f.reserve(64 + count * sizeof(Item));
+  f.reserve(64 + count * (std::is_trivially_copyable_v<Item> ? sizeof(Item) : 16));
   const std::size_t at = begin_frame(f);
   encode_callable<Fn, Item, S>(f, fn, count);
   WireOutputArchive ar(f);
@@ -38,6 +38,37 @@ void encode_chunk(Task& task, const Fn& fn, It& it, std::uint32_t count, std::si
       ar(item);
     }
   }
+  finish_frame(f, at, FrameKind::kTask, task.id, 0, cap);
+}
+
+// A cheap guess of an argument's encoded size, to size a frame once instead of growing it by
+// doubling (a 1 MB argument would otherwise be copied about twice more on the way).
+template <class T>
+std::size_t wire_size_hint(const T& v) {
+  if constexpr (std::is_arithmetic_v<T>) {
+    return sizeof(T);
+  } else if constexpr (requires {
+                         v.size();
+                         v.data();
+                       } &&
+                       std::is_trivially_copyable_v<std::ranges::range_value_t<T>>) {
+    return 8 + v.size() * sizeof(std::ranges::range_value_t<T>);
+  } else {
+    return 16;
+  }
+}
+
+// apply(f, args...) when the arguments already have the types f takes: encoded straight from
+// the caller's objects, without first copying them into the item tuple. The bytes are those of
+// the tuple (cereal writes a tuple as its elements in order).
+template <class Fn, class Item, class... Args>
+void encode_apply_args(Task& task, const Fn& fn, std::size_t cap, const Args&... args) {
+  Bytes& f = task.frame;
+  f.reserve(64 + (std::size_t{0} + ... + wire_size_hint(args)));
+  const std::size_t at = begin_frame(f);
+  encode_callable<Fn, Item, CallShape::kApply>(f, fn, 1);
+  WireOutputArchive ar(f);
+  (ar(args), ...);
   finish_frame(f, at, FrameKind::kTask, task.id, 0, cap);
 }
 
