@@ -25,6 +25,7 @@ class SharedCounters {
     }
     counters_ = map(fd, n);
     ::close(fd);
+    for (std::size_t i = 0; i < n; ++i) counters_[i].store(0);
   }
   ~SharedCounters() {
     ::munmap(counters_, bytes());
@@ -34,7 +35,9 @@ class SharedCounters {
   SharedCounters& operator=(const SharedCounters&) = delete;
 
   const std::string& name() const { return name_; }
-  std::atomic<int>& operator[](std::size_t i) { return counters_[i]; }
+  std::atomic<int>& operator[](std::size_t i) const { return counters_[i]; }
+  std::atomic<int>* data() const noexcept { return counters_; }
+  std::size_t size() const noexcept { return n_; }
 
   // In a worker: the counters called `name`, mapped once per process and kept mapped.
   static std::atomic<int>* attach(const std::string& name, std::size_t n) {

@@ -802,6 +802,7 @@ class Coordinator::Impl {
     }
     if (pending_.empty() || shutting_down_) return;
     std::vector<WorkerPtr> touched;
+    std::size_t successors = 0;  // started after the loop: spawning grows workers_
     for (bool progress = true; progress && !pending_.empty();) {
       progress = false;
       std::size_t with_room = 0;
@@ -824,7 +825,7 @@ class Coordinator::Impl {
           // generation ahead (a successor given its quota at once would start another, and
           // so on): past that, finalize() replaces it when it exits.
           w->retiring = true;
-          if (!zygote_lost_ && workers_.size() < 2 * nproc_) spawn_worker();
+          if (!zygote_lost_ && workers_.size() + successors < 2 * nproc_) ++successors;
         }
         if (pending_.empty()) break;
       }
@@ -833,6 +834,9 @@ class Coordinator::Impl {
       flush(w);
       arm_head_timer(w);
     }
+    if (successors == 0) return;
+    for (std::size_t i = 0; i < successors; ++i) spawn_worker();
+    if (!pending_.empty()) dispatch();  // the successors have room
   }
 
   // ---- time limits and cancellation -----------------------------------------------------------

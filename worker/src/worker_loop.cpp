@@ -203,6 +203,11 @@ void run_worker(int fd, const WorkerConfig& config) {
   // Past this much time without reading, look at the socket before starting a task: a cancel
   // for it may be waiting there.
   constexpr std::uint64_t kRecheckNs = 100'000;
+  // Replies to a batch of frames leave together, but never wait longer than this for the rest
+  // of the batch: a result should not sit behind slower tasks, and if a later task crashes the
+  // worker, only results younger than this die with it.
+  constexpr std::uint64_t kFlushAfterNs = 20'000;
+  std::uint64_t batch_started = 0;
 
   for (;;) {
     // Run every complete frame already buffered before writing: replies to a batch of tasks
@@ -232,6 +237,14 @@ void run_worker(int fd, const WorkerConfig& config) {
         finish_frame(out, at, FrameKind::kResultErr, h->task_id, 0, cap);
         inbox.pop(*h);
         continue;
+      }
+      if (!out.empty()) {
+        if (batch_started == 0) {
+          batch_started = now_ns();
+        } else if (now_ns() - batch_started > kFlushAfterNs) {
+          flush(fd, out);
+          batch_started = 0;
+        }
       }
       const bool counted = h->kind == FrameKind::kTask;
       if (counted && config.progress) {
@@ -267,6 +280,7 @@ void run_worker(int fd, const WorkerConfig& config) {
       }
     }
     flush(fd, out);
+    batch_started = 0;
     if (!inbox.fill(true)) {
       log->debug("worker exiting: coordinator closed the connection");
       leave(0);

@@ -14,14 +14,18 @@
 // unless the pool was terminated or PoolOptions::terminate_on_destroy is set, in which case it
 // terminates. It never leaves a child process or a zombie behind.
 //
-// Failure: a worker that dies (crash, exit() in a task, kill -9) fails exactly the task it was
-// running with WorkerLostError (or re-runs it, up to PoolOptions::max_retries) and is replaced;
-// tasks queued behind it run on other workers. Nothing hangs.
+// Failure: a worker that dies (crash, exit() in a task, kill -9) fails the task it was running
+// with WorkerLostError (or re-runs it, up to PoolOptions::max_retries) and is replaced; tasks
+// queued behind it run on other workers, once. Replies leave a worker in batches of at most
+// ~20 us of work: tasks that finished on it within that window, their results not yet sent,
+// fail with it ("... before sending its result") — they ran once, and no task ever runs twice.
+// Nothing hangs.
 //
 // Thread safety: every member may be called concurrently from any thread (submission is
 // thread-safe), except that the destructor must not race with other calls.
 //
-// Throws: PoolStateError when submitting to a closed, terminated or broken pool;
+// Throws: PoolStateError when submitting to a closed or terminated pool; a pool broken by an
+// initializer that threw rethrows that exception (its zygote lost: WorkerLostError);
 // SerializationError when a task is larger than PoolOptions::max_frame_bytes;
 // std::system_error when processes cannot be created (constructor).
 #pragma once

@@ -47,12 +47,10 @@ template <class T>
 std::size_t wire_size_hint(const T& v) {
   if constexpr (std::is_arithmetic_v<T>) {
     return sizeof(T);
-  } else if constexpr (requires {
-                         v.size();
-                         v.data();
-                       } &&
-                       std::is_trivially_copyable_v<std::ranges::range_value_t<T>>) {
-    return 8 + v.size() * sizeof(std::ranges::range_value_t<T>);
+  } else if constexpr (std::ranges::contiguous_range<T> && std::ranges::sized_range<T>) {
+    using V = std::ranges::range_value_t<T>;
+    if constexpr (std::is_trivially_copyable_v<V>) return 8 + std::ranges::size(v) * sizeof(V);
+    return 16;
   } else {
     return 16;
   }
