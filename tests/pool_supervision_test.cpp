@@ -68,7 +68,11 @@ int write_garbage() {
   return sleep_ms(2000);
 }
 
+#if defined(__SANITIZE_THREAD__)
+constexpr int kChaosTasks = 4'000;  // ThreadSanitizer makes each task ~10x slower
+#else
 constexpr int kChaosTasks = 20'000;
+#endif
 
 // About `us` microseconds of work, then x + 1; counts its runs in the shared counter x.
 int busy_inc(int x, int us, const std::string& counters) {
