@@ -98,4 +98,21 @@ class StartMethodError : public Error {
   using Error::Error;
 };
 
+// A synchronization primitive used against its rules: releasing a Lock or RLock the calling
+// thread does not hold, a blocking acquire of a Lock the calling thread already holds,
+// releasing a BoundedSemaphore above its initial value, waiting on or notifying a Condition
+// without holding its lock, get_lock() on a Value or Array made without one, using an empty
+// handle. (Python raises RuntimeError, ValueError or AssertionError there.)
+class LockError : public Error {
+ public:
+  using Error::Error;
+};
+
+// A Barrier was aborted, reset while this party waited, timed out, or its action threw
+// (Python's threading.BrokenBarrierError).
+class BrokenBarrierError : public Error {
+ public:
+  using Error::Error;
+};
+
 }  // namespace mproc
