@@ -179,6 +179,11 @@ TEST(ExceptionWire, StandardTypesComeBackAsThemselves) {
                std::invalid_argument);
   EXPECT_THROW(std::rethrow_exception(round_trip(std::out_of_range("far"))), std::out_of_range);
   EXPECT_THROW(std::rethrow_exception(round_trip(42)), mproc::RemoteError);
+  EXPECT_THROW(std::rethrow_exception(round_trip(mproc::LockError("not held"))), mproc::LockError);
+  EXPECT_THROW(std::rethrow_exception(round_trip(mproc::BrokenBarrierError("aborted"))),
+               mproc::BrokenBarrierError);
+  EXPECT_THROW(std::rethrow_exception(round_trip(mproc::StartMethodError("no init"))),
+               mproc::StartMethodError);
   try {
     std::rethrow_exception(round_trip(std::runtime_error("boom")));
   } catch (const std::runtime_error& e) {

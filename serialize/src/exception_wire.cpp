@@ -45,6 +45,9 @@ enum class Kind : std::uint8_t {
   kCancelledError,
   kTaskTimeoutError,
   kWorkerLostError,
+  kStartMethodError,
+  kLockError,
+  kBrokenBarrierError,
 };
 
 struct Encoded {
@@ -69,6 +72,9 @@ Kind classify(const std::exception& e) {
   if (dynamic_cast<const CancelledError*>(&e)) return Kind::kCancelledError;
   if (dynamic_cast<const TaskTimeoutError*>(&e)) return Kind::kTaskTimeoutError;
   if (dynamic_cast<const WorkerLostError*>(&e)) return Kind::kWorkerLostError;
+  if (dynamic_cast<const StartMethodError*>(&e)) return Kind::kStartMethodError;
+  if (dynamic_cast<const LockError*>(&e)) return Kind::kLockError;
+  if (dynamic_cast<const BrokenBarrierError*>(&e)) return Kind::kBrokenBarrierError;
   if (dynamic_cast<const RemoteError*>(&e)) return Kind::kRemote;
   if (typeid(e) == typeid(Error)) return Kind::kMprocError;
   // A user class deriving from a standard one must not be sliced to its base silently: only
@@ -230,6 +236,12 @@ std::exception_ptr decode_exception(std::span<const char> payload) noexcept {
         return std::make_exception_ptr(TaskTimeoutError(m));
       case Kind::kWorkerLostError:
         return std::make_exception_ptr(WorkerLostError(m, 0, -1, 0));
+      case Kind::kStartMethodError:
+        return std::make_exception_ptr(StartMethodError(m));
+      case Kind::kLockError:
+        return std::make_exception_ptr(LockError(m));
+      case Kind::kBrokenBarrierError:
+        return std::make_exception_ptr(BrokenBarrierError(m));
       case Kind::kRemote:
         return std::make_exception_ptr(RemoteError(e.type_name, m));
     }
