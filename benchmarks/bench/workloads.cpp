@@ -330,6 +330,23 @@ Result respawn_latency_us(std::size_t deaths, std::chrono::seconds limit, std::s
   return median_of(us);
 }
 
+// ---- Pool(k) creation to its first result, per start method (median ms) ----------------------
+
+Result startup_ms(mproc::StartMethod method, std::size_t n, std::size_t workers) {
+  std::vector<double> ms;
+  for (std::size_t i = 0; i < n; ++i) {
+    mproc::PoolOptions o;
+    o.processes = workers;
+    o.start_method = method;
+    const auto t0 = Clock::now();
+    mproc::Pool pool(o);
+    keep(pool.apply(bench_trivial, 1));
+    ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+    pool.terminate();
+  }
+  return median_of(ms);
+}
+
 // ---- assembling the workloads ------------------------------------------------------------------
 
 struct Sizes {
@@ -358,8 +375,8 @@ RatioDef ratio(const std::string& workload, std::string name, std::string num, s
 }  // namespace
 
 const std::vector<std::string>& workload_names() {
-  static const std::vector<std::string> names = {"apply", "apply_async", "map",      "imap",
-                                                 "cpu",   "payload",     "maxtasks", "respawn"};
+  static const std::vector<std::string> names = {
+      "apply", "apply_async", "map", "imap", "cpu", "payload", "maxtasks", "respawn", "startup"};
   return names;
 }
 
@@ -528,6 +545,22 @@ std::vector<Workload> make_workloads(const Config& cfg, const std::vector<std::s
     add_python(w, cfg, "python", "maxtasks", u, n.python);
     w.ratios = {ratio("maxtasks", "mproc / python", "mproc", "python", 10.0),
                 ratio("maxtasks", "mproc-windowed / python", "mproc-windowed", "python")};
+    out.push_back(std::move(w));
+  }
+
+  if (wanted("startup")) {
+    const Sizes n = pick({20, 10}, {10, 5});
+    Workload w{"startup", "Pool(k) creation to first result, per start method", {}, {}};
+    for (mproc::StartMethod m :
+         {mproc::StartMethod::kFork, mproc::StartMethod::kForkserver, mproc::StartMethod::kSpawn}) {
+      const std::string name(mproc::to_string(m));
+      w.engines.push_back(engine("mproc-" + name, "ms", n.cpp,
+                                 [n, k, m](std::string&) { return startup_ms(m, n.cpp, k); }));
+      add_python(w, cfg, "python-" + name, "startup_" + name, "ms", n.python);
+      w.ratios.push_back(ratio("startup", "python-" + name + " / mproc-" + name + " (x faster)",
+                               "python-" + name, "mproc-" + name));
+    }
+    notes.push_back("startup goals (absolute): fork <= 1 ms, forkserver <= 2 ms, spawn <= 5 ms");
     out.push_back(std::move(w));
   }
 

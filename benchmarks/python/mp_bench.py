@@ -55,6 +55,20 @@ def warm_up(pool):
 
 
 def run(workload, n, workers):
+    if workload.startswith("startup_"):
+        # Pool(workers) creation to its first result, per start method (median of n).
+        ctx = multiprocessing.get_context(workload[len("startup_"):])
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            pool = ctx.Pool(workers)
+            pool.apply(trivial, (1,))
+            times.append(time.perf_counter() - t0)
+            pool.terminate()
+            pool.join()
+        times.sort()
+        return "ms", times[len(times) // 2] * 1e3
+
     ctx = multiprocessing.get_context("fork")
 
     if workload == "cpu_serial":
@@ -129,7 +143,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workload", required=True,
                    choices=["apply", "apply_async", "map", "imap", "cpu_serial", "cpu",
-                            "payload", "maxtasks"])
+                            "payload", "maxtasks", "startup_fork", "startup_forkserver",
+                            "startup_spawn"])
     p.add_argument("--n", type=int, required=True)
     p.add_argument("--workers", type=int, default=2)
     a = p.parse_args()
