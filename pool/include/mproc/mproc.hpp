@@ -7,5 +7,7 @@
 #include "mproc/pool.hpp"
 #include "mproc/process_info.hpp"
 #include "mproc/progress.hpp"
+#include "mproc/shared_memory.hpp"
 #include "mproc/start_method.hpp"
+#include "mproc/synchronize.hpp"
 #include "mproc/thread_pool.hpp"
