@@ -184,6 +184,8 @@ TEST(ExceptionWire, StandardTypesComeBackAsThemselves) {
                mproc::BrokenBarrierError);
   EXPECT_THROW(std::rethrow_exception(round_trip(mproc::StartMethodError("no init"))),
                mproc::StartMethodError);
+  EXPECT_THROW(std::rethrow_exception(round_trip(mproc::Empty("empty"))), mproc::Empty);
+  EXPECT_THROW(std::rethrow_exception(round_trip(mproc::Full("full"))), mproc::Full);
   try {
     std::rethrow_exception(round_trip(std::runtime_error("boom")));
   } catch (const std::runtime_error& e) {

@@ -1,5 +1,7 @@
 #include "mproc/process_info.hpp"
 
+#include "mproc/process.hpp"
+
 #include <sched.h>
 #include <unistd.h>
 
@@ -25,6 +27,9 @@ const std::string& ProcessInfo::name() const noexcept {
 }
 pid_t ProcessInfo::pid() const noexcept {
   return ::getpid();
+}
+bool ProcessInfo::daemon() const noexcept {
+  return current_process_is_daemon();
 }
 
 const ProcessInfo& current_process() noexcept {

@@ -48,6 +48,11 @@ enum class Kind : std::uint8_t {
   kStartMethodError,
   kLockError,
   kBrokenBarrierError,
+  kProcessError,
+  kEmpty,
+  kFull,
+  kClosedError,
+  kBrokenPipeError,
 };
 
 struct Encoded {
@@ -75,6 +80,11 @@ Kind classify(const std::exception& e) {
   if (dynamic_cast<const StartMethodError*>(&e)) return Kind::kStartMethodError;
   if (dynamic_cast<const LockError*>(&e)) return Kind::kLockError;
   if (dynamic_cast<const BrokenBarrierError*>(&e)) return Kind::kBrokenBarrierError;
+  if (dynamic_cast<const ProcessError*>(&e)) return Kind::kProcessError;
+  if (dynamic_cast<const Empty*>(&e)) return Kind::kEmpty;
+  if (dynamic_cast<const Full*>(&e)) return Kind::kFull;
+  if (dynamic_cast<const ClosedError*>(&e)) return Kind::kClosedError;
+  if (dynamic_cast<const BrokenPipeError*>(&e)) return Kind::kBrokenPipeError;
   if (dynamic_cast<const RemoteError*>(&e)) return Kind::kRemote;
   if (typeid(e) == typeid(Error)) return Kind::kMprocError;
   // A user class deriving from a standard one must not be sliced to its base silently: only
@@ -242,6 +252,16 @@ std::exception_ptr decode_exception(std::span<const char> payload) noexcept {
         return std::make_exception_ptr(LockError(m));
       case Kind::kBrokenBarrierError:
         return std::make_exception_ptr(BrokenBarrierError(m));
+      case Kind::kProcessError:
+        return std::make_exception_ptr(ProcessError(m));
+      case Kind::kEmpty:
+        return std::make_exception_ptr(Empty(m));
+      case Kind::kFull:
+        return std::make_exception_ptr(Full(m));
+      case Kind::kClosedError:
+        return std::make_exception_ptr(ClosedError(m));
+      case Kind::kBrokenPipeError:
+        return std::make_exception_ptr(BrokenPipeError(m));
       case Kind::kRemote:
         return std::make_exception_ptr(RemoteError(e.type_name, m));
     }

@@ -19,6 +19,7 @@
 
 #include "mproc/errors.hpp"
 #include "mproc/logging.hpp"
+#include "mproc/process.hpp"
 #include "mproc/process_info.hpp"
 #include "mproc/runtime/forkserver.hpp"
 
@@ -180,6 +181,7 @@ namespace mproc {
 void init(int argc, char** argv) {
   if (detail::init_called()) return;
   detail::enter_if_spawned_worker();
+  detail::enter_if_spawned_process(argc, argv);  // a Process started with "spawn"
   detail::record_init(argc, argv);
   detail::start_forkserver(&detail::forkserver_child);
 }

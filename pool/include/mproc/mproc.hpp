@@ -1,12 +1,15 @@
 // mproc/mproc.hpp — the whole public API in one include.
 #pragma once
 
+#include "mproc/connection.hpp"
 #include "mproc/context.hpp"
 #include "mproc/errors.hpp"
 #include "mproc/logging.hpp"
 #include "mproc/pool.hpp"
+#include "mproc/process.hpp"
 #include "mproc/process_info.hpp"
 #include "mproc/progress.hpp"
+#include "mproc/queue.hpp"
 #include "mproc/shared_memory.hpp"
 #include "mproc/start_method.hpp"
 #include "mproc/synchronize.hpp"

@@ -15,6 +15,8 @@ class ProcessInfo {
   // "MainProcess" in the program, "ForkPoolWorker-<n>" in a pool worker.
   const std::string& name() const noexcept;
   pid_t pid() const noexcept;
+  // Whether this process is a daemon Process (see process.hpp).
+  bool daemon() const noexcept;
 };
 
 // Python's multiprocessing.current_process().

@@ -98,6 +98,38 @@ class StartMethodError : public Error {
   using Error::Error;
 };
 
+// Misuse of a Process: start() twice, close() while it runs, a call after close(), a daemon
+// starting a child, a start that cannot exec (Python's AssertionError / ValueError there).
+class ProcessError : public Error {
+ public:
+  using Error::Error;
+};
+
+// Queue::get found nothing before its deadline (Python's queue.Empty).
+class Empty : public Error {
+ public:
+  using Error::Error;
+};
+
+// Queue::put on a bounded queue found no room before its deadline (Python's queue.Full).
+class Full : public Error {
+ public:
+  using Error::Error;
+};
+
+// A Connection or Queue used after close(), an empty (default-constructed) handle, or a
+// simplex Pipe end used in the direction it does not have (Python's OSError / ValueError).
+class ClosedError : public Error {
+ public:
+  using Error::Error;
+};
+
+// Connection::send after every copy of the far end was closed (Python's BrokenPipeError).
+class BrokenPipeError : public Error {
+ public:
+  using Error::Error;
+};
+
 // A synchronization primitive used against its rules: releasing a Lock or RLock the calling
 // thread does not hold, a blocking acquire of a Lock the calling thread already holds,
 // releasing a BoundedSemaphore above its initial value, waiting on or notifying a Condition

@@ -1,0 +1,192 @@
+// mproc/process.hpp — mproc::Process, Python's multiprocessing.Process for C++.
+//
+//   void greet(std::string who, int n) { std::printf("hello %s %d\n", who.c_str(), n); }
+//
+//   mproc::Process p(greet, "bob", 3);           // Process(target=greet, args=("bob", 3))
+//   p.start();
+//   p.join();                                    // p.exitcode() == 0
+//
+//   struct Worker : mproc::Process {             // subclassing, run() overridden
+//     void run() override { ... }
+//   };
+//
+// The target is anything mproc can name (see Pool): a plain function, a captureless lambda, or
+// a function object with a cereal serialize(); its arguments are encoded when the Process is
+// constructed, converted to the target's parameter types. Connections and Queues may be
+// arguments: their descriptors go to the child (inherited under fork, kept open across the exec
+// under spawn). Whatever the target returns is discarded.
+//
+// Start methods (get_start_method() at start()):
+//   fork        the child is a copy of the program at start(); a subclass's run() runs as is.
+//   spawn,      the child execs /proc/self/exe and mproc::init runs the target there; the target
+//   forkserver  and its arguments arrive over an inherited socket. Only a target can cross an
+//               exec: starting a subclass that overrides run() is a ProcessError. (forkserver
+//               starts Processes as spawn does: the child inherits nothing of the program.)
+//
+// exitcode(): empty while running (or before start), 0 when run() returned, n for exit(n) or
+// mproc::exit(n), -N when killed by signal N, 1 when run() threw (the child prints
+// "Process <name>:" and the exception's type and message to stderr, as Python prints its
+// traceback).
+//
+// No zombies: a reaper thread (started with the first child) waits on each child's pidfd and
+// reaps it when it ends, joined or not, and only the Processes this program started (never
+// waitpid(-1): the fork server and pool zygotes are reaped by their owners). At exit the
+// program terminates its daemon children and joins the others, as Python does.
+//
+// Daemons: a daemon child gets SIGTERM when its parent dies (PR_SET_PDEATHSIG: note that Linux
+// ties it to the parent *thread* that called start()), and may not start children itself.
+//
+// Destroying a Process that still runs leaves the child running (as Python); it is still reaped.
+//
+// Thread safety: distinct Processes are independent. On one Process, join, is_alive, exitcode,
+// terminate, kill and sentinel may be called concurrently; start and close must not race with
+// other calls on it. current_process, parent_process and active_children are thread-safe.
+//
+// Throws: ProcessError for misuse (start twice, close while running, calls after close, a
+// daemon starting children, exec failure); SerializationError for an argument that cannot be
+// encoded; std::system_error when fork or a descriptor call fails.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "mproc/errors.hpp"
+#include "mproc/process_info.hpp"
+#include "mproc/runtime/fd_transfer.hpp"
+#include "mproc/serialize/callable.hpp"
+
+namespace mproc {
+
+namespace detail {
+struct ProcessState;
+}  // namespace detail
+
+class Process {
+ public:
+  // No target: run() does nothing unless a subclass overrides it.
+  Process();
+
+  // Process(target, args...): run() calls target(args...) in the child.
+  template <class F, class... Args>
+  requires(!std::is_base_of_v<Process, std::remove_cvref_t<F>>) explicit Process(F target,
+                                                                                 Args&&... args)
+      : Process() {
+    using Fn = std::decay_t<F>;
+    using Item = detail::apply_item_t<Fn, Args...>;
+    static_assert(std::tuple_size_v<Item> == sizeof...(Args),
+                  "mproc::Process: the number of arguments does not match the target");
+    detail::FdCollector collect(target_fds_);
+    detail::encode_callable<Fn, Item, detail::CallShape::kApply>(target_, target, 1);
+    detail::WireOutputArchive ar(target_);
+    encode_args<Item>(ar, std::index_sequence_for<Args...>{}, args...);
+  }
+
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+  virtual ~Process();
+
+  // What the child runs. The default calls the target (if any).
+  virtual void run();
+
+  // Starts the child. Once only.
+  void start();
+
+  // Waits for the child to end. join(timeout) returns whether it ended (Python returns None:
+  // check exitcode()); a timeout never raises.
+  void join();
+  template <class Rep, class Period>
+  bool join(std::chrono::duration<Rep, Period> timeout) {
+    return join_for(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout));
+  }
+
+  // Started and not yet ended.
+  bool is_alive() const;
+  // SIGTERM / SIGKILL (through the pidfd: never a recycled pid). Nothing if already ended.
+  void terminate();
+  void kill();
+  // Releases the descriptors. ProcessError while the child runs; most calls raise afterwards.
+  void close();
+
+  // The child's pid; 0 before start().
+  pid_t pid() const;
+  // See the header comment.
+  std::optional<int> exitcode() const;
+  // "Process-N" by default ("Process-M:N" for the N-th child of Process-M).
+  const std::string& name() const noexcept { return name_; }
+  void name(std::string n) { name_ = std::move(n); }
+  // Set before start() (ProcessError afterwards). Inherits the creator's daemon flag.
+  bool daemon() const noexcept { return daemon_; }
+  void daemon(bool on);
+  // A descriptor (the child's pidfd) that becomes readable when the child ends; valid until
+  // close(). ProcessError before start().
+  int sentinel() const;
+
+ private:
+  template <class Item, std::size_t... I, class... Args>
+  static void encode_args(detail::WireOutputArchive& ar, std::index_sequence<I...>,
+                          const Args&... args) {
+    (ar(static_cast<const std::tuple_element_t<I, Item>&>(args)), ...);
+  }
+
+  bool join_for(std::chrono::nanoseconds timeout);
+  void check_not_closed() const;
+  void start_fork();
+  void start_spawn();
+  [[noreturn]] void child_after_fork(pid_t parent);
+
+  detail::Bytes target_;         // encoded target and arguments (empty: no target)
+  std::vector<int> target_fds_;  // descriptors named inside target_
+  std::string name_;
+  std::string identity_;  // "N", or "M:N" in Process-M: the default name's suffix
+  bool daemon_ = false;
+  bool closed_ = false;
+  std::shared_ptr<detail::ProcessState> state_;  // set by start()
+};
+
+// The process that started this one, as seen from a child; empty in the main program.
+class ParentProcess {
+ public:
+  ParentProcess(std::string name, pid_t pid) : name_(std::move(name)), pid_(pid) {}
+  const std::string& name() const noexcept { return name_; }
+  pid_t pid() const noexcept { return pid_; }
+  // Whether the parent still runs (it is still this process's parent).
+  bool is_alive() const noexcept;
+
+ private:
+  std::string name_;
+  pid_t pid_;
+};
+
+// Python's multiprocessing.parent_process(): empty in the main program.
+std::optional<ParentProcess> parent_process();
+
+// Python's active_children(): the Processes started by this process that are still running
+// (finished ones are reaped). Pointers stay valid while the Process objects live.
+std::vector<Process*> active_children();
+
+// Whether the current process is a daemon Process (current_process().daemon() in Python).
+bool current_process_is_daemon() noexcept;
+
+// Python's sys.exit(code) inside a Process: flushes stdout and stderr and ends the process with
+// `code` (exitcode() == code). Outside a Process child it is std::exit(code).
+[[noreturn]] void exit(int code);
+
+namespace detail {
+// Runs an encoded target (Process::run's default, and a spawned child's entry).
+void run_target(std::span<const char> payload);
+// Called by mproc::init first: in a program exec'd to be a spawned Process, runs it and never
+// returns; otherwise returns at once.
+void enter_if_spawned_process(int argc, char** argv);
+}  // namespace detail
+
+}  // namespace mproc

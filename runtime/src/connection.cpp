@@ -1,0 +1,148 @@
+#include "mproc/connection.hpp"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <system_error>
+
+namespace mproc::detail {
+namespace {
+
+constexpr std::uint32_t kMagic = 0x3143504D;  // "MPC1"
+constexpr std::size_t kCap = kDefaultMaxFrameBytes;
+
+struct Header {
+  std::uint32_t magic;
+  std::uint32_t length;
+};
+
+// Reads exactly `size` bytes; false on EOF before the first byte; EOFError on EOF after it.
+bool read_exact(int fd, char* p, std::size_t size) {
+  std::size_t got = 0;
+  while (got < size) {
+    const ssize_t n = ::recv(fd, p + got, size - got, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == ECONNRESET) break;
+      throw std::system_error(errno, std::generic_category(), "recv");
+    }
+    if (n == 0) break;
+    got += static_cast<std::size_t>(n);
+  }
+  if (got == size) return true;
+  if (got == 0) return false;
+  throw EOFError("connection closed in the middle of a message");
+}
+
+}  // namespace
+
+void ConnectionCore::check(bool direction, const char* what) const {
+  if (!fd_) throw ClosedError("connection is closed");
+  if (!direction) throw ClosedError(what);
+}
+
+int ConnectionCore::fileno() const {
+  if (!fd_) throw ClosedError("connection is closed");
+  return fd_.get();
+}
+
+void ConnectionCore::close() noexcept {
+  fd_.reset();
+}
+
+void ConnectionCore::send_bytes(std::span<const char> data) {
+  check(writable_, "connection is read-only (the receiving end of a simplex Pipe)");
+  if (data.size() > kCap) {
+    throw SerializationError("message of " + std::to_string(data.size()) +
+                             " bytes exceeds the connection's cap of " + std::to_string(kCap));
+  }
+  Header h{kMagic, static_cast<std::uint32_t>(data.size())};
+  std::lock_guard lock(send_mu_);
+  iovec iov[2] = {{&h, sizeof h}, {const_cast<char*>(data.data()), data.size()}};
+  std::size_t total = sizeof h + data.size(), sent = 0;
+  int first = 0;
+  while (sent < total) {
+    msghdr mh{};
+    mh.msg_iov = iov + first;
+    mh.msg_iovlen = 2 - first;
+    const ssize_t n = ::sendmsg(fd_.get(), &mh, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EPIPE || errno == ECONNRESET) {
+        throw BrokenPipeError("the far end of the connection is closed");
+      }
+      throw std::system_error(errno, std::generic_category(), "sendmsg");
+    }
+    sent += static_cast<std::size_t>(n);
+    auto left = static_cast<std::size_t>(n);
+    while (first < 2 && left >= iov[first].iov_len) {
+      left -= iov[first].iov_len;
+      ++first;
+    }
+    if (first < 2) {
+      iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + left;
+      iov[first].iov_len -= left;
+    }
+  }
+}
+
+void ConnectionCore::recv_bytes(Bytes& out, std::size_t maxlength) {
+  check(readable_, "connection is write-only (the sending end of a simplex Pipe)");
+  std::lock_guard lock(recv_mu_);
+  Header h{};
+  if (!read_exact(fd_.get(), reinterpret_cast<char*>(&h), sizeof h)) {
+    throw EOFError("the far end of the connection is closed and nothing is left to read");
+  }
+  const std::size_t cap = maxlength == 0 ? kCap : std::min(maxlength, kCap);
+  if (h.magic != kMagic || h.length > cap) {
+    fd_.reset();  // the stream can no longer be parsed
+    throw SerializationError(h.magic != kMagic
+                                 ? std::string("corrupt message header on a connection")
+                                 : "message of " + std::to_string(h.length) +
+                                       " bytes exceeds the limit of " + std::to_string(cap));
+  }
+  out.resize(h.length);
+  if (h.length != 0 && !read_exact(fd_.get(), out.data(), h.length)) {
+    throw EOFError("connection closed in the middle of a message");
+  }
+}
+
+bool ConnectionCore::poll(long long timeout_ms) {
+  check(readable_, "connection is write-only (the sending end of a simplex Pipe)");
+  pollfd p{fd_.get(), POLLIN, 0};
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (;;) {
+    int wait = -1;
+    if (timeout_ms >= 0) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      wait = static_cast<int>(std::max<long long>(0, std::min<long long>(left.count(), 1 << 30)));
+    }
+    const int n = ::poll(&p, 1, wait);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw std::system_error(errno, std::generic_category(), "poll");
+    if (n > 0) return true;
+    if (timeout_ms >= 0 && std::chrono::steady_clock::now() >= deadline) return false;
+  }
+}
+
+std::pair<std::shared_ptr<ConnectionCore>, std::shared_ptr<ConnectionCore>> make_pipe(bool duplex) {
+  auto [a, b] = make_socketpair(SOCK_STREAM);
+  if (!duplex) {
+    ::shutdown(a.get(), SHUT_WR);  // the reading end
+    ::shutdown(b.get(), SHUT_RD);  // the writing end
+  }
+  return {std::make_shared<ConnectionCore>(std::move(a), true, duplex),
+          std::make_shared<ConnectionCore>(std::move(b), duplex, true)};
+}
+
+long long to_timeout_ms(std::chrono::nanoseconds d) noexcept {
+  if (d <= std::chrono::nanoseconds::zero()) return 0;
+  return (d.count() + 999'999) / 1'000'000;  // round up: never return before the timeout
+}
+
+}  // namespace mproc::detail

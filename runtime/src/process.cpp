@@ -1,0 +1,152 @@
+#include "mproc/process.hpp"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <system_error>
+
+#include "mproc/runtime/process_table.hpp"
+#include "mproc/start_method.hpp"
+
+namespace mproc {
+
+Process::Process() {
+  const detail::SelfInfo& self = detail::self_info();
+  const std::string n = std::to_string(detail::next_process_number());
+  identity_ = self.identity.empty() ? n : self.identity + ":" + n;
+  name_ = "Process-" + identity_;
+  daemon_ = self.daemon;
+}
+
+Process::~Process() {
+  if (state_) detail::table_forget_owner(*state_);
+}
+
+void Process::run() {
+  if (!target_.empty()) detail::run_target(target_);
+}
+
+void Process::check_not_closed() const {
+  if (closed_) throw ProcessError("process object is closed");
+}
+
+void Process::daemon(bool on) {
+  if (state_) throw ProcessError("process has already started: daemon must be set before start()");
+  daemon_ = on;
+}
+
+void Process::start() {
+  check_not_closed();
+  if (state_) throw ProcessError("cannot start a process twice");
+  if (detail::self_info().daemon) {
+    throw ProcessError("daemonic processes are not allowed to have children");
+  }
+  switch (get_start_method()) {
+    case StartMethod::kFork:
+      start_fork();
+      break;
+    case StartMethod::kForkserver:
+    case StartMethod::kSpawn:
+      start_spawn();
+      break;
+  }
+}
+
+void Process::start_fork() {
+  std::fflush(stdout);  // or the child would print the parent's buffered output again
+  std::fflush(stderr);
+  auto st = std::make_shared<detail::ProcessState>();
+  const pid_t parent = ::getpid();  // before the fork: the child checks it is still its parent
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::system_error(errno, std::generic_category(), "fork");
+  if (pid == 0) child_after_fork(parent);
+  st->pid = pid;
+  st->pidfd = detail::UniqueFd(detail::pidfd_open_fd(pid));
+  if (!st->pidfd) {
+    const int err = errno;
+    ::kill(pid, SIGKILL);
+    throw std::system_error(err, std::generic_category(), "pidfd_open");
+  }
+  st->daemon = daemon_;
+  st->owner = this;
+  detail::table_add(st);
+  state_ = std::move(st);
+}
+
+void Process::child_after_fork(pid_t parent) {
+  detail::become_child(name_, identity_, daemon_, current_process().name(), parent);
+  const int code = detail::run_guarded(
+      name_, [](void* self) { static_cast<Process*>(self)->run(); }, this);
+  detail::child_exit(code);
+}
+
+void Process::join() {
+  check_not_closed();
+  if (!state_) throw ProcessError("can only join a started process");
+  detail::table_wait(*state_, std::nullopt);
+}
+
+bool Process::join_for(std::chrono::nanoseconds timeout) {
+  check_not_closed();
+  if (!state_) throw ProcessError("can only join a started process");
+  if (timeout < std::chrono::nanoseconds::zero()) timeout = std::chrono::nanoseconds::zero();
+  return detail::table_wait(*state_, timeout);
+}
+
+bool Process::is_alive() const {
+  check_not_closed();
+  return state_ && !detail::table_exitcode(*state_).has_value();
+}
+
+void Process::terminate() {
+  check_not_closed();
+  if (state_ && !detail::table_exitcode(*state_))
+    detail::pidfd_signal(state_->pidfd.get(), SIGTERM);
+}
+
+void Process::kill() {
+  check_not_closed();
+  if (state_ && !detail::table_exitcode(*state_))
+    detail::pidfd_signal(state_->pidfd.get(), SIGKILL);
+}
+
+void Process::close() {
+  if (closed_) return;
+  if (state_ && !detail::table_exitcode(*state_)) {
+    throw ProcessError("cannot close a process while it is still running; join or terminate it");
+  }
+  if (state_) {
+    detail::table_forget_owner(*state_);
+    state_->pidfd.reset();
+  }
+  target_.clear();
+  closed_ = true;
+}
+
+pid_t Process::pid() const {
+  check_not_closed();
+  return state_ ? state_->pid : 0;
+}
+
+std::optional<int> Process::exitcode() const {
+  check_not_closed();
+  if (!state_) return std::nullopt;
+  return detail::table_exitcode(*state_);
+}
+
+int Process::sentinel() const {
+  check_not_closed();
+  if (!state_) throw ProcessError("process not started: it has no sentinel yet");
+  return state_->pidfd.get();
+}
+
+namespace detail {
+void run_target(std::span<const char> payload) {
+  Bytes discarded;
+  invoke_payload(payload, discarded);
+}
+}  // namespace detail
+
+}  // namespace mproc

@@ -1,0 +1,204 @@
+// The spawn start method for Process: the parent forks, the child execs /proc/self/exe with
+// MPROC_SPAWN_PROCESS=<fd> in its environment, and mproc::init in that fresh program reads the
+// bootstrap message from <fd> and runs the target. An exec failure comes back through a
+// CLOEXEC pipe (nothing arrives when the exec succeeds).
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "mproc/logging.hpp"
+#include "mproc/process.hpp"
+#include "mproc/runtime/process_table.hpp"
+#include "mproc/serialize/frame.hpp"
+#include "mproc/start_method.hpp"
+
+extern char** environ;
+
+namespace mproc {
+namespace {
+
+constexpr const char* kEnv = "MPROC_SPAWN_PROCESS";
+constexpr std::uint64_t kMaxBootstrap = detail::kDefaultMaxFrameBytes;
+
+struct Bootstrap {
+  std::string name, identity, parent_name;
+  bool daemon = false;
+  std::int32_t parent_pid = 0;
+  std::int32_t log_level = 6;
+  std::vector<int> fds;
+  std::vector<char> payload;
+
+  template <class A>
+  void serialize(A& ar) {
+    ar(name, identity, parent_name, daemon, parent_pid, log_level, fds, payload);
+  }
+};
+
+void clear_cloexec(int fd) {
+  const int flags = ::fcntl(fd, F_GETFD);
+  if (flags >= 0) ::fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC);
+}
+
+bool read_exact(int fd, void* data, std::size_t size) {
+  char* p = static_cast<char*>(data);
+  while (size > 0) {
+    const ssize_t n = ::read(fd, p, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    p += n;
+    size -= static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+}  // namespace
+
+void Process::start_spawn() {
+  detail::require_start_method(StartMethod::kSpawn);
+  if (target_.empty() && typeid(*this) != typeid(Process)) {
+    throw ProcessError(
+        "a Process subclass that overrides run() cannot be started with the spawn or forkserver "
+        "start method (run() cannot cross an exec): pass a target, Process(target, args...)");
+  }
+  Bootstrap b{name_,   identity_,  current_process().name(),
+              daemon_, ::getpid(), static_cast<std::int32_t>(get_logger()->level()),
+              {},      target_};
+  b.fds = target_fds_;
+  detail::Bytes msg;
+  {
+    detail::WireOutputArchive ar(msg);
+    ar(b);
+  }
+  const std::uint64_t len = msg.size();
+
+  auto [mine, theirs] = detail::make_socketpair(SOCK_STREAM);
+  int ep[2];
+  if (::pipe2(ep, O_CLOEXEC) != 0) throw std::system_error(errno, std::generic_category(), "pipe2");
+  detail::UniqueFd err_r(ep[0]), err_w(ep[1]);
+
+  // Everything the child needs is built before the fork: it only execs.
+  const std::string value = std::string(kEnv) + "=" + std::to_string(theirs.get());
+  std::vector<char*> env;
+  const std::size_t prefix = std::strlen(kEnv);
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (std::strncmp(*e, kEnv, prefix) == 0 && (*e)[prefix] == '=') continue;
+    env.push_back(*e);
+  }
+  env.push_back(const_cast<char*>(value.c_str()));
+  env.push_back(nullptr);
+  std::vector<int> keep = target_fds_;
+  keep.push_back(theirs.get());
+  keep.push_back(err_w.get());
+  const std::string& path = detail::program_path();
+  char arg0[] = "mproc-spawn-process";
+  std::array<char*, 2> argv{path.empty() ? arg0 : const_cast<char*>(path.c_str()), nullptr};
+  const pid_t parent = ::getpid();
+  const bool daemon = daemon_;
+
+  std::fflush(stdout);
+  std::fflush(stderr);
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::system_error(errno, std::generic_category(), "fork");
+  if (pid == 0) {
+    for (int fd : target_fds_) clear_cloexec(fd);
+    clear_cloexec(theirs.get());
+    detail::close_fds_except(keep);
+    if (daemon) {
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);  // survives the exec
+      if (::getppid() != parent) ::_exit(0);
+    }
+    ::execve("/proc/self/exe", argv.data(), env.data());
+    const int e = errno;
+    [[maybe_unused]] ssize_t w = ::write(err_w.get(), &e, sizeof e);
+    ::_exit(127);
+  }
+  theirs.reset();
+  err_w.reset();
+  int exec_errno = 0;
+  if (read_exact(err_r.get(), &exec_errno, sizeof exec_errno)) {
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    throw ProcessError(std::string("cannot exec /proc/self/exe for a spawned Process: ") +
+                       std::strerror(exec_errno));
+  }
+  auto st = std::make_shared<detail::ProcessState>();
+  st->pid = pid;
+  st->pidfd = detail::UniqueFd(detail::pidfd_open_fd(pid));
+  if (!st->pidfd) {
+    const int err = errno;
+    ::kill(pid, SIGKILL);
+    throw std::system_error(err, std::generic_category(), "pidfd_open");
+  }
+  st->daemon = daemon_;
+  st->owner = this;
+  detail::table_add(st);
+  state_ = std::move(st);
+  // The child may die before reading (its exit code then tells): a failed send is not an error.
+  try {
+    detail::write_all(mine.get(), &len, sizeof len);
+    detail::write_all(mine.get(), msg.data(), msg.size());
+  } catch (const std::system_error&) {
+  }
+}
+
+namespace detail {
+
+void enter_if_spawned_process(int argc, char** argv) {
+  const char* v = std::getenv(kEnv);
+  if (v == nullptr) return;
+  const int fd = std::atoi(v);
+  ::unsetenv(kEnv);  // the child's own children are ordinary programs
+  record_init(argc, argv);
+  std::uint64_t len = 0;
+  if (fd < 3 || !read_exact(fd, &len, sizeof len) || len > kMaxBootstrap) {
+    std::fprintf(stderr, "mproc: spawned Process got no bootstrap message\n");
+    ::_exit(2);
+  }
+  std::vector<char> buf(len);
+  if (!read_exact(fd, buf.data(), buf.size())) {
+    std::fprintf(stderr, "mproc: spawned Process got a truncated bootstrap message\n");
+    ::_exit(2);
+  }
+  ::close(fd);
+  Bootstrap b;
+  try {
+    WireInputArchive ar(buf);
+    ar(b);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "mproc: corrupt bootstrap message: %s\n", e.what());
+    ::_exit(2);
+  }
+  become_child(b.name, b.identity, b.daemon, b.parent_name, b.parent_pid);
+  if (b.log_level != static_cast<int>(spdlog::level::off)) {
+    log_to_stderr(static_cast<spdlog::level::level_enum>(b.log_level));
+  }
+  struct Run {
+    Bootstrap* b;
+  } run{&b};
+  const int code = run_guarded(
+      b.name,
+      [](void* p) {
+        Bootstrap& b = *static_cast<Run*>(p)->b;
+        FdAdopter adopt(b.fds);
+        run_target(b.payload);
+      },
+      &run);
+  child_exit(code);
+}
+
+}  // namespace detail
+}  // namespace mproc
