@@ -8,6 +8,7 @@
 
 #include <array>
 #include <cerrno>
+#include <cstdio>
 #include <vector>
 
 #include "mproc/logging.hpp"
@@ -38,6 +39,9 @@ std::uint64_t now_ns() {
 }
 
 [[noreturn]] void leave(int code) {
+  // What tasks printed is still in stdio's buffers when stdout is a pipe or a file; _exit
+  // would drop it (Python's workers flush too).
+  std::fflush(nullptr);
   MPROC_GCOV_DUMP();
   ::_exit(code);
 }
