@@ -184,6 +184,15 @@ const MainRange& main_range() {
 
 }  // namespace
 
+void warm_callable_tables() noexcept {
+  try {
+    (void)main_range();
+    (void)function_starts(std::string());
+  } catch (...) {
+    // A worker will try again, and report, when it first needs them.
+  }
+}
+
 std::uint64_t register_invoker(const char* mangled_name, InvokerFn fn) noexcept {
   const std::uint64_t key = fnv1a(mangled_name);
   Registry& r = registry();

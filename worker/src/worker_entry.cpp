@@ -22,6 +22,7 @@
 #include "mproc/process.hpp"
 #include "mproc/process_info.hpp"
 #include "mproc/runtime/forkserver.hpp"
+#include "mproc/serialize/callable.hpp"
 
 extern char** environ;
 
@@ -95,6 +96,7 @@ void forkserver_child(std::span<const char> data, std::span<const int> fds) {
     ::_exit(2);
   }
   ::close(fds[1]);
+  warm_callable_tables();
   const Zygote::WorkerMain main = [spec, base](int fd, unsigned serial, unsigned slot) {
     run_pool_worker(fd, serial, slot, base, spec, StartMethod::kForkserver);
   };
@@ -153,6 +155,7 @@ Zygote start_zygote(StartMethod method, const WorkerSpec& spec, int progress_fd,
   require_start_method(method);
   switch (method) {
     case StartMethod::kFork:
+      warm_callable_tables();  // before the zygote forks: it and every worker inherit it
       return Zygote([spec, progress](int fd, unsigned serial, unsigned slot) {
         run_pool_worker(fd, serial, slot, progress, spec, StartMethod::kFork);
       });

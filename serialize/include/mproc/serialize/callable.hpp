@@ -52,6 +52,11 @@ std::uint64_t register_invoker(const char* mangled_name, InvokerFn fn) noexcept;
 // Throws SerializationError when no (or an ambiguous) invoker has this key.
 InvokerFn find_invoker(std::uint64_t key);
 
+// Loads and sorts the executable's function table now, in a process about to fork workers, so
+// that each worker inherits it instead of reading the ELF file again (which dominates a
+// short-lived worker's user time with maxtasksperchild).
+void warm_callable_tables() noexcept;
+
 // Writes the location of a plain function (module, offset). Throws SerializationError if the
 // address lies in no loaded module.
 void encode_function_location(Bytes& out, const void* fn);
