@@ -4,7 +4,9 @@
 #include <cstdio>
 #include <vector>
 
-int cube(int x) { return x * x * x; }
+int cube(int x) {
+  return x * x * x;
+}
 
 int main(int argc, char** argv) {
   mproc::init(argc, argv);
