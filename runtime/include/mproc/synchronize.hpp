@@ -81,8 +81,30 @@ struct Deadline {
 
 struct EmptyHandle {};  // tag: a handle with no object yet (filled in by cereal load)
 
+// lock / unlock / try_lock / try_lock_for / try_lock_until (BasicLockable, Lockable,
+// TimedLockable, for std::lock_guard and std::unique_lock) from a type's acquire(block),
+// acquire(block, timeout), acquire_until(deadline) and release().
+template <class Derived>
+class LockableOps {
+ public:
+  void lock() const { self().acquire(); }
+  void unlock() const { self().release(); }
+  bool try_lock() const { return self().acquire(false); }
+  template <class Rep, class Period>
+  bool try_lock_for(const std::chrono::duration<Rep, Period>& d) const {
+    return self().acquire(true, std::chrono::ceil<std::chrono::nanoseconds>(d));
+  }
+  template <class C, class D>
+  bool try_lock_until(const std::chrono::time_point<C, D>& t) const {
+    return self().acquire_until(Deadline::until(t));
+  }
+
+ private:
+  const Derived& self() const { return static_cast<const Derived&>(*this); }
+};
+
 // Lock and RLock share this implementation and shared layout (a robust mutex).
-class LockBase {
+class LockBase : public LockableOps<LockBase> {
  public:
   explicit LockBase(EmptyHandle) {}
 
@@ -93,19 +115,6 @@ class LockBase {
   bool acquire(bool block, std::chrono::nanoseconds timeout) const;
   // Throws LockError if the calling thread does not hold it.
   void release() const;
-
-  // BasicLockable / Lockable / TimedLockable.
-  void lock() const { acquire(); }
-  void unlock() const { release(); }
-  bool try_lock() const { return acquire(false); }
-  template <class Rep, class Period>
-  bool try_lock_for(const std::chrono::duration<Rep, Period>& d) const {
-    return acquire(true, std::chrono::ceil<std::chrono::nanoseconds>(d));
-  }
-  template <class C, class D>
-  bool try_lock_until(const std::chrono::time_point<C, D>& t) const {
-    return acquire_until(Deadline::until(t));
-  }
 
   // True when the current holder got the lock from a process or thread that died holding it
   // (meaningful while holding it). Cleared by the next acquisition from a live owner.
@@ -158,7 +167,9 @@ class RLock : public detail::LockBase {
 
 // Python's multiprocessing.Semaphore(value): a counter that acquire() decrements, waiting
 // while it is zero, and release() increments. Lock-free (atomic + futex).
-class Semaphore {
+class Semaphore : public detail::LockableOps<Semaphore> {
+  friend class detail::LockableOps<Semaphore>;
+
  public:
   explicit Semaphore(unsigned value = 1) : Semaphore(value, 0) {}
   explicit Semaphore(detail::EmptyHandle) {}
@@ -169,18 +180,6 @@ class Semaphore {
   void release() const;
   // The current count (Python's get_value()).
   unsigned get_value() const noexcept;
-
-  void lock() const { acquire(); }
-  void unlock() const { release(); }
-  bool try_lock() const { return acquire(false); }
-  template <class Rep, class Period>
-  bool try_lock_for(const std::chrono::duration<Rep, Period>& d) const {
-    return acquire(true, std::chrono::ceil<std::chrono::nanoseconds>(d));
-  }
-  template <class C, class D>
-  bool try_lock_until(const std::chrono::time_point<C, D>& t) const {
-    return acquire_until(detail::Deadline::until(t));
-  }
 
   template <class Archive>
   void save(Archive& ar) const {
