@@ -82,7 +82,8 @@ struct Worker {
   bool writing = false;
   bool eof = false;
   bool exited = false;
-  bool gone = false;  // finalized; handlers must ignore it
+  int pending_signal = 0;  // asked for before the zygote reported the worker's pidfd
+  bool gone = false;       // finalized; handlers must ignore it
   int status = 0;
   std::exception_ptr fault;  // set when the worker broke the protocol
   double ewma_ns = 0;
@@ -368,6 +369,7 @@ class Coordinator::Impl {
       if (auto w = find_worker(r.index, 0)) {
         w->pid = r.pid;
         w->pidfd = std::move(r.pidfd);
+        if (w->pending_signal != 0 && w->pidfd) pidfd_signal(w->pidfd.get(), w->pending_signal);
         get_logger()->debug("started {} (pid {})", w->name, w->pid);
         publish_pids();
       }
@@ -625,7 +627,12 @@ class Coordinator::Impl {
   }
 
   void kill_worker(const WorkerPtr& w, int sig) {
-    if (w->pidfd && !w->exited) pidfd_signal(w->pidfd.get(), sig);
+    if (w->exited) return;
+    if (w->pidfd) {
+      pidfd_signal(w->pidfd.get(), sig);
+    } else {
+      w->pending_signal = sig;  // its pidfd has not arrived yet: signalled when it does
+    }
   }
 
   void await_exit(const WorkerPtr& w) {
@@ -692,6 +699,10 @@ class Coordinator::Impl {
         running = w->write_idx > 0 && w->init_acked && !w->announced_retire;
       }
       finished_unsent = std::min(finished_unsent, w->inflight.size());
+      if (w->fault) {  // it sent garbage: the task it was given first is the one to blame
+        finished_unsent = 0;
+        running = true;
+      }
       const int code = WIFEXITED(w->status) ? WEXITSTATUS(w->status) : -1;
       const int sig = WIFSIGNALED(w->status) ? WTERMSIG(w->status) : 0;
       for (std::size_t i = 0; i < finished_unsent; ++i) {
