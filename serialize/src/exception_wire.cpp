@@ -53,6 +53,8 @@ enum class Kind : std::uint8_t {
   kFull,
   kClosedError,
   kBrokenPipeError,
+  kManagerError,
+  kAuthenticationError,
 };
 
 struct Encoded {
@@ -85,6 +87,8 @@ Kind classify(const std::exception& e) {
   if (dynamic_cast<const Full*>(&e)) return Kind::kFull;
   if (dynamic_cast<const ClosedError*>(&e)) return Kind::kClosedError;
   if (dynamic_cast<const BrokenPipeError*>(&e)) return Kind::kBrokenPipeError;
+  if (dynamic_cast<const ManagerError*>(&e)) return Kind::kManagerError;
+  if (dynamic_cast<const AuthenticationError*>(&e)) return Kind::kAuthenticationError;
   if (dynamic_cast<const RemoteError*>(&e)) return Kind::kRemote;
   if (typeid(e) == typeid(Error)) return Kind::kMprocError;
   // A user class deriving from a standard one must not be sliced to its base silently: only
@@ -262,6 +266,10 @@ std::exception_ptr decode_exception(std::span<const char> payload) noexcept {
         return std::make_exception_ptr(ClosedError(m));
       case Kind::kBrokenPipeError:
         return std::make_exception_ptr(BrokenPipeError(m));
+      case Kind::kManagerError:
+        return std::make_exception_ptr(ManagerError(m));
+      case Kind::kAuthenticationError:
+        return std::make_exception_ptr(AuthenticationError(m));
       case Kind::kRemote:
         return std::make_exception_ptr(RemoteError(e.type_name, m));
     }

@@ -147,4 +147,19 @@ class BrokenBarrierError : public Error {
   using Error::Error;
 };
 
+// A Manager's server cannot be reached: it was never started, was shut down, died, or the
+// connection to it broke in the middle of a call (Python raises EOFError, BrokenPipeError or
+// ConnectionRefusedError there). Calls on its proxies raise this instead of hanging.
+class ManagerError : public Error {
+ public:
+  using Error::Error;
+};
+
+// The authentication handshake with a Manager failed: wrong authkey on either side, or a peer
+// that does not speak the protocol (Python's multiprocessing.AuthenticationError).
+class AuthenticationError : public Error {
+ public:
+  using Error::Error;
+};
+
 }  // namespace mproc

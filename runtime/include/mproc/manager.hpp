@@ -1,0 +1,153 @@
+// mproc/manager.hpp — mproc::Manager, Python's multiprocessing.Manager() and BaseManager.
+//
+//   mproc::Manager manager;                               // manager = Manager()
+//   auto d = manager.dict<std::string, int>();            // d = manager.dict()
+//   mproc::Process p(work, d);  p.start();  p.join();     // Process(target=work, args=(d,))
+//   for (auto& [k, v] : d.items()) ...                    // d.items()
+//
+//   // Over the network (BaseManager(address=('', 50000), authkey=b'abc')):
+//   mproc::Manager server({.address = "tcp:0.0.0.0:50000", .authkey = "abc"});
+//   auto jobs = server.Queue<int>(0, "jobs");             // a named object, found by name
+//   // another program, on another machine:
+//   auto client = mproc::Manager::connect("tcp:10.0.0.1:50000", "abc");
+//   auto jobs = client.Queue<int>(0, "jobs");             // the same queue
+//
+// A Manager starts a server process (an mproc::Process, started with the current start method)
+// that owns the shared objects; the proxies (manager/proxies.hpp) send each call there. The
+// server serves each connection on its own thread, so a client that stalls, sends garbage or
+// disconnects mid-request affects no other client. Every connection first proves it knows the
+// authkey (challenge-response HMAC-SHA256 in both directions, libsodium), so a wrong key is
+// refused before any request is served.
+//
+// Addresses: "" (default) a private abstract Unix socket; "unix:/path" or "unix:@name" (abstract);
+// "tcp:HOST:PORT" or "HOST:PORT" (PORT 0 picks a free port: read address() afterwards).
+// authkey "" makes a random 32-byte key (read authkey() to hand it to another program).
+//
+// Named objects: dict<K,V>("name"), Queue<T>(0, "name") ... return the object of that name,
+// creating it the first time (Python registers a callable on a BaseManager subclass for this);
+// asking for an existing name with another kind or type is a SerializationError. Unnamed calls
+// make a new object each time. Objects live until the server shuts down.
+//
+// Lifetime: ~Manager calls shutdown() on a Manager that started its server: the server stops
+// accepting, wakes every blocked call (they raise ManagerError), closes every connection and
+// exits; the destructor waits for it (SIGKILL after 5 s). The server is a daemon child: it is
+// ended when the program exits, and gets SIGTERM when the thread that started it dies.
+// A Manager from connect() owns no server: destroying it does nothing.
+//
+// Thread safety: object-creating calls and the accessors may be used from any thread;
+// start, shutdown and destruction must not race with other calls.
+//
+// Throws: ManagerError when the server cannot start (bad address, port in use: the server's
+// message) or cannot be reached; AuthenticationError for a wrong key; ProcessError from
+// start() on a running Manager.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "mproc/manager/proxies.hpp"
+
+namespace mproc {
+
+class Process;
+
+struct ManagerOptions {
+  // See the header comment. Default: a private Unix socket.
+  std::string address;
+  // Default: a random 32-byte key.
+  std::string authkey;
+  // false: construct without starting; call start() (Python's BaseManager).
+  bool start = true;
+  // A connection that has not completed the handshake in this time is dropped.
+  std::chrono::milliseconds handshake_timeout{5000};
+  // Connections beyond this many are refused (closed at once).
+  std::size_t max_clients = 1024;
+  // A request larger than this closes its connection (a garbage length cannot exhaust memory).
+  std::size_t max_message_bytes = std::size_t{64} << 20;
+};
+
+class Manager {
+ public:
+  // Starts a server on a private Unix socket with a random key (Python's Manager()).
+  Manager();
+  explicit Manager(ManagerOptions options);
+  // A client of a server started elsewhere (BaseManager(address, authkey).connect()): checks
+  // the address and key with one round trip. Throws ManagerError / AuthenticationError.
+  static Manager connect(std::string address, std::string authkey);
+
+  Manager(Manager&&) noexcept;
+  Manager& operator=(Manager&&) noexcept;
+  Manager(const Manager&) = delete;
+  Manager& operator=(const Manager&) = delete;
+  ~Manager();
+
+  // Starts the server (only for a Manager made with options.start = false, or after shutdown).
+  void start();
+  // Stops the server this Manager started; a no-op otherwise or when already stopped.
+  void shutdown() noexcept;
+  // Whether this Manager's server runs (for connect(): whether it answered the last ping).
+  bool running() const;
+
+  // The address clients connect to (with the port filled in for "tcp:HOST:0").
+  const std::string& address() const noexcept { return address_; }
+  const std::string& authkey() const noexcept { return authkey_; }
+  // The server process's pid; 0 for a Manager from connect().
+  pid_t pid() const noexcept;
+
+  template <class K, class V>
+  DictProxy<K, V> dict(const std::string& name = "") {
+    return DictProxy<K, V>(make(detail::ObjectKind::kDict, name, DictProxy<K, V>::tag(), 0, {}));
+  }
+  template <class T>
+  ListProxy<T> list(const std::string& name = "") {
+    return ListProxy<T>(make(detail::ObjectKind::kList, name, ListProxy<T>::tag(), 0, {}));
+  }
+  NamespaceProxy Namespace(const std::string& name = "") {
+    return NamespaceProxy(make(detail::ObjectKind::kNamespace, name, 0, 0, {}));
+  }
+  // Manager().Value(typecode, value): the initial value applies only when the object is made.
+  template <class T>
+  ValueProxy<T> Value(const T& initial = T{}, const std::string& name = "") {
+    return ValueProxy<T>(make(detail::ObjectKind::kValue, name, ValueProxy<T>::tag(), 0,
+                              detail::encode_value(initial)));
+  }
+  // maxsize 0: unbounded.
+  template <class T>
+  QueueProxy<T> Queue(std::size_t maxsize = 0, const std::string& name = "") {
+    return QueueProxy<T>(make(detail::ObjectKind::kQueue, name, QueueProxy<T>::tag(),
+                              static_cast<std::int64_t>(maxsize), {}));
+  }
+  LockProxy Lock(const std::string& name = "") {
+    return LockProxy(make(detail::ObjectKind::kLock, name, 0, 0, {}));
+  }
+  LockProxy RLock(const std::string& name = "") {
+    return LockProxy(make(detail::ObjectKind::kRLock, name, 0, 0, {}));
+  }
+  EventProxy Event(const std::string& name = "") {
+    return EventProxy(make(detail::ObjectKind::kEvent, name, 0, 0, {}));
+  }
+  SemaphoreProxy Semaphore(std::int64_t value = 1, const std::string& name = "") {
+    return SemaphoreProxy(make(detail::ObjectKind::kSemaphore, name, 0, value, {}));
+  }
+  SemaphoreProxy BoundedSemaphore(std::int64_t value = 1, const std::string& name = "") {
+    return SemaphoreProxy(make(detail::ObjectKind::kBoundedSemaphore, name, 0, value, {}));
+  }
+
+ private:
+  struct ClientTag {};
+  Manager(ClientTag, std::string address, std::string authkey);
+  detail::ProxyRef make(detail::ObjectKind kind, const std::string& name, std::uint64_t tag,
+                        std::int64_t arg, const std::string& init);
+
+  ManagerOptions options_;
+  std::string address_;
+  std::string authkey_;
+  std::unique_ptr<Process> server_;  // null: a client, or not started
+};
+
+}  // namespace mproc

@@ -1,0 +1,245 @@
+// A Manager's server process: accepts connections, authenticates each, and serves each on its
+// own thread (so a stalled, garbage-sending or vanished client holds up nobody else).
+#include "manager/server.hpp"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "manager/net.hpp"
+#include "manager/objects.hpp"
+#include "mproc/errors.hpp"
+#include "mproc/logging.hpp"
+#include "mproc/manager/detail/client.hpp"
+#include "mproc/serialize/exception_wire.hpp"
+
+namespace mproc::detail {
+namespace {
+
+class Server {
+ public:
+  Server(UniqueFd listener, ManagerServerConfig cfg)
+      : listener_(std::move(listener)), cfg_(std::move(cfg)), wake_(::eventfd(0, EFD_CLOEXEC)) {}
+
+  void run() {
+    while (!stopping_.load()) {
+      pollfd p[2] = {{listener_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
+      if (::poll(p, 2, -1) < 0) {
+        if (errno == EINTR) continue;
+        break;
+      }
+      if (p[1].revents != 0) break;
+      if ((p[0].revents & POLLIN) == 0) continue;
+      UniqueFd fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+      if (!fd) continue;
+      std::lock_guard lock(mu_);
+      if (sessions_.size() >= cfg_.max_clients) {
+        get_logger()->warn("manager: refusing a connection: {} clients already", sessions_.size());
+        continue;  // closed by fd's destructor
+      }
+      tune_accepted(fd.get());
+      const std::uint64_t id = next_session_++;
+      sessions_[id] = fd.get();
+      std::thread([this, id, f = std::move(fd)]() mutable { serve(id, std::move(f)); }).detach();
+    }
+    stop();
+  }
+
+ private:
+  void request_stop() {
+    stopping_.store(true);
+    const std::uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(wake_.get(), &one, sizeof one);
+  }
+
+  // Wakes every blocked call and connection, then waits (bounded) for the session threads.
+  void stop() {
+    stopping_.store(true);
+    listener_.reset();
+    std::vector<std::shared_ptr<ManagedObject>> objs;
+    {
+      std::lock_guard lock(mu_);
+      for (auto& [id, fd] : sessions_) ::shutdown(fd, SHUT_RDWR);
+      for (auto& [id, o] : objects_) objs.push_back(o);
+    }
+    for (auto& o : objs) o->wake();
+    std::unique_lock lock(mu_);
+    // A session running a user's update_with function cannot be interrupted: do not wait for
+    // it forever (the process exits anyway).
+    done_cv_.wait_for(lock, std::chrono::seconds(2), [&] { return sessions_.empty(); });
+  }
+
+  void serve(std::uint64_t id, UniqueFd fd) {
+    Session s;
+    s.id = id;
+    s.fd = fd.get();
+    s.max_message = cfg_.max_message_bytes;
+    s.stopping = &stopping_;
+    ConnectionCore conn(std::move(fd), true, true);
+    try {
+      set_io_timeout(s.fd, cfg_.handshake_timeout_ms);
+      deliver_challenge(conn, cfg_.authkey);
+      answer_challenge(conn, cfg_.authkey);
+      Bytes hello;
+      conn.recv_bytes(hello, 256);
+      s.same_executable = std::string(hello.begin(), hello.end()) == executable_fingerprint();
+      set_io_timeout(s.fd, 0);
+      Bytes req, rep;
+      for (;;) {
+        conn.recv_bytes(req, cfg_.max_message_bytes);
+        rep.clear();
+        bool stop_after = false;
+        if (!handle(req, rep, s, stop_after)) break;  // the client hung up while waiting
+        conn.send_bytes(rep);
+        if (stop_after) {
+          request_stop();
+          break;
+        }
+      }
+    } catch (const AuthenticationError& e) {
+      get_logger()->warn("manager: connection {} refused: {}", id, e.what());
+    } catch (const EOFError&) {
+      // the client closed its connection: the normal end of a session
+    } catch (const std::exception& e) {
+      // garbage, a frame over the limit, a reset: only this connection ends
+      get_logger()->debug("manager: connection {} dropped: {}", id, e.what());
+    }
+    conn.close();
+    std::vector<std::shared_ptr<ManagedObject>> objs;
+    {
+      std::lock_guard lock(mu_);
+      for (auto& [oid, o] : objects_) objs.push_back(o);
+    }
+    for (auto& o : objs) o->disconnected(id);
+    std::lock_guard lock(mu_);
+    sessions_.erase(id);
+    if (sessions_.empty()) done_cv_.notify_all();
+  }
+
+  // One request into `rep` (status byte first). False when the client hung up mid-wait.
+  bool handle(const Bytes& req, Bytes& rep, Session& s, bool& stop_after) {
+    rep.push_back(0);
+    try {
+      WireInputArchive in{std::span<const char>(req)};
+      WireOutputArchive out(rep);
+      const auto id = read<std::uint32_t>(in);
+      const auto op = read<Op>(in);
+      if (id == 0) {
+        serve_server_op(op, in, out, stop_after);
+      } else {
+        object(id)->handle(op, in, out, s);
+      }
+      if (in.remaining() != 0) throw SerializationError("corrupt manager request: bytes left over");
+    } catch (const PeerGone&) {
+      return false;
+    } catch (...) {
+      rep.assign(1, 1);
+      encode_current_exception(rep);
+    }
+    return true;
+  }
+
+  void serve_server_op(Op op, WireInputArchive& in, WireOutputArchive& out, bool& stop_after) {
+    switch (op) {
+      case Op::kPing:
+        return;
+      case Op::kShutdown:
+        stop_after = true;
+        return;
+      case Op::kCreate: {
+        const auto kind = read<ObjectKind>(in);
+        const auto name = read<std::string>(in);
+        const auto tag = read<std::uint64_t>(in);
+        const auto arg = read<std::int64_t>(in);
+        const auto init = read<std::string>(in);
+        std::lock_guard lock(mu_);
+        if (!name.empty()) {
+          if (auto it = names_.find(name); it != names_.end()) {
+            const auto& o = objects_.at(it->second);
+            if (o->kind != kind || o->tag != tag) {
+              throw SerializationError("the manager already has an object named '" + name +
+                                       "' of another kind or type");
+            }
+            out(it->second);
+            return;
+          }
+        }
+        std::shared_ptr<ManagedObject> obj = make_object(kind, tag, arg, init);
+        const std::uint32_t id = next_object_++;
+        objects_.emplace(id, std::move(obj));
+        if (!name.empty()) names_.emplace(name, id);
+        out(id);
+        return;
+      }
+      default:
+        throw SerializationError("unknown manager operation " +
+                                 std::to_string(static_cast<int>(op)));
+    }
+  }
+
+  std::shared_ptr<ManagedObject> object(std::uint32_t id) {
+    std::lock_guard lock(mu_);
+    const auto it = objects_.find(id);
+    if (it == objects_.end()) {
+      throw SerializationError("the manager has no object " + std::to_string(id) +
+                               " (a proxy from another manager, or a corrupt request)");
+    }
+    return it->second;
+  }
+
+  template <class T>
+  static T read(WireInputArchive& in) {
+    T x{};
+    in(x);
+    return x;
+  }
+
+  UniqueFd listener_;
+  const ManagerServerConfig cfg_;
+  UniqueFd wake_;
+  std::atomic<bool> stopping_{false};
+  std::mutex mu_;
+  std::condition_variable done_cv_;
+  std::unordered_map<std::uint64_t, int> sessions_;
+  std::uint64_t next_session_ = 1;
+  std::unordered_map<std::uint32_t, std::shared_ptr<ManagedObject>> objects_;
+  std::unordered_map<std::string, std::uint32_t> names_;
+  std::uint32_t next_object_ = 1;
+};
+
+}  // namespace
+
+void manager_server_main(std::string address, std::string authkey, std::int64_t handshake_ms,
+                         std::uint64_t max_clients, std::uint64_t max_message,
+                         Connection<std::string> ready) {
+  UniqueFd listener;
+  std::string bound;
+  try {
+    listener = listen_on(address, bound);
+  } catch (const std::exception& e) {
+    ready.send(std::string("error:") + e.what());
+    return;
+  }
+  ready.send("ok:" + bound);
+  ready.close();
+  ManagerServerConfig cfg{std::move(authkey), handshake_ms, max_clients, max_message};
+  // Never destroyed: a session still inside a user's function (stop() waits for it only so
+  // long) must find the server intact until _exit, and must not run into static destructors.
+  auto* server = new Server(std::move(listener), std::move(cfg));
+  server->run();
+  std::fflush(nullptr);
+  ::_exit(0);
+}
+
+}  // namespace mproc::detail
