@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -105,9 +106,18 @@ void ConnectionCore::recv_bytes(Bytes& out, std::size_t maxlength) {
                                  : "message of " + std::to_string(h.length) +
                                        " bytes exceeds the limit of " + std::to_string(cap));
   }
-  out.resize(h.length);
-  if (h.length != 0 && !read_exact(fd_.get(), out.data(), h.length)) {
-    throw EOFError("connection closed in the middle of a message");
+  // The buffer grows with what actually arrives: a header that promises a large message and a
+  // sender that stalls (or lies) cost what was sent, not what was promised.
+  constexpr std::size_t kStep = std::size_t{1} << 20;
+  out.clear();
+  std::size_t got = 0;
+  while (got < h.length) {
+    const std::size_t want = std::min<std::size_t>(h.length, std::max(2 * got, kStep));
+    out.resize(want);
+    if (!read_exact(fd_.get(), out.data() + got, want - got)) {
+      throw EOFError("connection closed in the middle of a message");
+    }
+    got = want;
   }
 }
 

@@ -51,6 +51,7 @@ class Server {
       tune_accepted(fd.get());
       const std::uint64_t id = next_session_++;
       sessions_[id] = fd.get();
+      ++live_;
       std::thread([this, id, f = std::move(fd)]() mutable { serve(id, std::move(f)); }).detach();
     }
     stop();
@@ -77,7 +78,7 @@ class Server {
     std::unique_lock lock(mu_);
     // A session running a user's update_with function cannot be interrupted: do not wait for
     // it forever (the process exits anyway).
-    done_cv_.wait_for(lock, std::chrono::seconds(2), [&] { return sessions_.empty(); });
+    done_cv_.wait_for(lock, std::chrono::seconds(2), [&] { return live_ == 0; });
   }
 
   void serve(std::uint64_t id, UniqueFd fd) {
@@ -115,16 +116,16 @@ class Server {
       // garbage, a frame over the limit, a reset: only this connection ends
       get_logger()->debug("manager: connection {} dropped: {}", id, e.what());
     }
-    conn.close();
     std::vector<std::shared_ptr<ManagedObject>> objs;
     {
       std::lock_guard lock(mu_);
+      sessions_.erase(id);  // first: stop() must never shut down a reused descriptor number
       for (auto& [oid, o] : objects_) objs.push_back(o);
     }
+    conn.close();
     for (auto& o : objs) o->disconnected(id);
     std::lock_guard lock(mu_);
-    sessions_.erase(id);
-    if (sessions_.empty()) done_cv_.notify_all();
+    if (--live_ == 0) done_cv_.notify_all();
   }
 
   // One request into `rep` (status byte first). False when the client hung up mid-wait.
@@ -211,7 +212,8 @@ class Server {
   std::atomic<bool> stopping_{false};
   std::mutex mu_;
   std::condition_variable done_cv_;
-  std::unordered_map<std::uint64_t, int> sessions_;
+  std::unordered_map<std::uint64_t, int> sessions_;  // id -> descriptor, while it is open
+  std::size_t live_ = 0;                             // session threads not yet finished
   std::uint64_t next_session_ = 1;
   std::unordered_map<std::uint32_t, std::shared_ptr<ManagedObject>> objects_;
   std::unordered_map<std::string, std::uint32_t> names_;
