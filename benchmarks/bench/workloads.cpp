@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "floor.hpp"
+#include "manager_workloads.hpp"
 #include "std_thread_pool.hpp"
 
 // ---- the tasks (plain functions: mproc names them by module and offset) ------------------------
@@ -375,8 +376,8 @@ RatioDef ratio(const std::string& workload, std::string name, std::string num, s
 }  // namespace
 
 const std::vector<std::string>& workload_names() {
-  static const std::vector<std::string> names = {
-      "apply", "apply_async", "map", "imap", "cpu", "payload", "maxtasks", "respawn", "startup"};
+  static const std::vector<std::string> names = append_manager_workload_names(
+      {"apply", "apply_async", "map", "imap", "cpu", "payload", "maxtasks", "respawn", "startup"});
   return names;
 }
 
@@ -572,6 +573,7 @@ std::vector<Workload> make_workloads(const Config& cfg, const std::vector<std::s
     }));
     out.push_back(std::move(w));
   }
+  add_manager_workloads(cfg, only, out, notes);
   return out;
 }
 

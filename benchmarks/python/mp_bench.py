@@ -46,6 +46,49 @@ def _timed(fn, *args):
     return time.perf_counter() - t0
 
 
+def manager_client(d, lock, n):
+    """One client of manager_clients_K: n increments of d["k"] under the Manager's Lock."""
+    for _ in range(n):
+        with lock:
+            d["k"] += 1
+
+
+def run_manager(workload, n, ctx):
+    """Manager().dict() round trips (us per call), or increments from K client processes."""
+    with ctx.Manager() as manager:
+        d = manager.dict()
+        if workload == "manager_call":
+            # d[k] = i then d[k], alternately: one round trip each (as mproc's d.set / d.get).
+            for i in range(200):
+                d[1] = i
+                d[1]
+            pairs = n // 2
+            total = 0
+            t0 = time.perf_counter()
+            for i in range(pairs):
+                d[1] = i
+                total += d[1]
+            s = time.perf_counter() - t0
+            assert total == pairs * (pairs - 1) // 2
+            return "us/call", s * 1e6 / (2 * pairs)
+        # manager_clients_K: Python has no update_with; `with lock: d[k] += 1` under a Manager
+        # Lock is its atomic increment (acquire, __getitem__, __setitem__, release).
+        clients = int(workload[len("manager_clients_"):])
+        lock = manager.Lock()
+        d["k"] = 0
+        per = n // clients
+        ps = [ctx.Process(target=manager_client, args=(d, lock, per)) for _ in range(clients)]
+        t0 = time.perf_counter()
+        for p in ps:
+            p.start()
+        for p in ps:
+            p.join()
+        s = time.perf_counter() - t0
+        assert all(p.exitcode == 0 for p in ps), [p.exitcode for p in ps]
+        assert d["k"] == per * clients, (d["k"], per * clients)
+        return "calls/s", per * clients / s
+
+
 def warm_up(pool):
     pool.map(trivial, range(1000))
     for r in [pool.apply_async(trivial, (i,)) for i in range(200)]:
@@ -70,6 +113,9 @@ def run(workload, n, workers):
         return "ms", times[len(times) // 2] * 1e3
 
     ctx = multiprocessing.get_context("fork")
+
+    if workload.startswith("manager_"):
+        return run_manager(workload, n, ctx)
 
     if workload == "cpu_serial":
         iters = calibrate_cpu_work()
@@ -144,7 +190,8 @@ def main():
     p.add_argument("--workload", required=True,
                    choices=["apply", "apply_async", "map", "imap", "cpu_serial", "cpu",
                             "payload", "maxtasks", "startup_fork", "startup_forkserver",
-                            "startup_spawn"])
+                            "startup_spawn", "manager_call", "manager_clients_1",
+                            "manager_clients_8"])
     p.add_argument("--n", type=int, required=True)
     p.add_argument("--workers", type=int, default=2)
     a = p.parse_args()
