@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <deque>
 #include <fstream>
 #include <iterator>
@@ -114,6 +115,10 @@ class ManagerTest : public mproc_test::LeakCheck {
   // The first Process starts mproc's reaper (an epoll descriptor kept for the program's life):
   // start it before the leak checks count descriptors.
   static void SetUpTestSuite() {
+#if defined(__SANITIZE_THREAD__)
+    // TSan refuses threads in a child forked from a threaded program, and the server is one.
+    if (!std::getenv("MPROC_START_METHOD")) mproc::set_start_method("forkserver");
+#endif
     mproc::Process p(do_nothing);
     p.start();
     p.join();
