@@ -15,9 +15,10 @@
 // A Manager starts a server process (an mproc::Process, started with the current start method)
 // that owns the shared objects; the proxies (manager/proxies.hpp) send each call there. The
 // server serves each connection on its own thread, so a client that stalls, sends garbage or
-// disconnects mid-request affects no other client. Every connection first proves it knows the
-// authkey (challenge-response HMAC-SHA256 in both directions, libsodium), so a wrong key is
-// refused before any request is served.
+// disconnects mid-request affects no other client (TCP keepalive notices a vanished host in
+// about 25 s). Every connection first proves it knows the authkey (challenge-response
+// HMAC-SHA256 in both directions, libsodium), so a wrong key is refused before any request is
+// served.
 //
 // Addresses: "" (default) a private abstract Unix socket; "unix:/path" or "unix:@name" (abstract);
 // "tcp:HOST:PORT" or "HOST:PORT" (PORT 0 picks a free port: read address() afterwards).

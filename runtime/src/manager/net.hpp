@@ -19,7 +19,7 @@ UniqueFd listen_on(const std::string& address, std::string& bound);
 // Connects to `address`. Throws ManagerError ("no manager is listening at ...").
 UniqueFd connect_to(const std::string& address);
 
-// TCP_NODELAY on an accepted TCP socket (requests are small and synchronous).
+// TCP_NODELAY and keepalive on an accepted TCP socket (see address.cpp).
 void tune_accepted(int fd) noexcept;
 
 // Bounds the handshake: a peer that stalls it gets EAGAIN (or 0: no bound).
