@@ -108,20 +108,7 @@ class Connection {
   T recv() {
     detail::Bytes buf;
     core().recv_bytes(buf, 0);
-    detail::WireInputArchive in(buf);
-    T x{};
-    try {
-      in(x);
-    } catch (const SerializationError&) {
-      throw;
-    } catch (const std::exception& e) {
-      throw SerializationError(std::string("message does not decode: ") + e.what());
-    }
-    if (in.remaining() != 0) {
-      throw SerializationError("message does not decode: " + std::to_string(in.remaining()) +
-                               " bytes left over");
-    }
-    return x;
+    return detail::decode_exactly<T>(buf, "message");
   }
 
   // Python's poll(): without a timeout it returns at once.

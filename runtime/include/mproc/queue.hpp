@@ -194,16 +194,7 @@ class Queue {
   T get_impl(bool block, long long timeout_ns) {
     detail::Bytes buf;
     if (!core().get(buf, block, timeout_ns)) throw Empty("queue is empty");
-    detail::WireInputArchive in(buf);
-    T x{};
-    try {
-      in(x);
-    } catch (const SerializationError&) {
-      throw;
-    } catch (const std::exception& e) {
-      throw SerializationError(std::string("queue item does not decode: ") + e.what());
-    }
-    return x;
+    return detail::decode_exactly<T>(buf, "queue item");
   }
 
   std::shared_ptr<detail::QueueCore> core_;

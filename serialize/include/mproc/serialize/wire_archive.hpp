@@ -184,6 +184,30 @@ CEREAL_REGISTER_ARCHIVE(mproc::detail::WireOutputArchive)
 CEREAL_REGISTER_ARCHIVE(mproc::detail::WireInputArchive)
 CEREAL_SETUP_ARCHIVE_TRAITS(mproc::detail::WireInputArchive, mproc::detail::WireOutputArchive)
 
+namespace mproc::detail {
+
+// Decodes one T that must fill `bytes` exactly (a message, a queue item, a stored value).
+// Whatever cereal or a user's serialize() throws becomes a SerializationError naming `what`.
+template <class T>
+T decode_exactly(std::span<const char> bytes, const char* what) {
+  WireInputArchive in(bytes);
+  T x{};
+  try {
+    in(x);
+  } catch (const SerializationError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw SerializationError(std::string(what) + " does not decode: " + e.what());
+  }
+  if (in.remaining() != 0) {
+    throw SerializationError(std::string(what) + " does not decode: " +
+                             std::to_string(in.remaining()) + " bytes left over");
+  }
+  return x;
+}
+
+}  // namespace mproc::detail
+
 namespace mproc {
 
 // True when T can cross the wire (cereal knows how to save and load it).

@@ -120,17 +120,7 @@ std::string encode_value(const T& x) {
 // Decodes a value encoded by encode_value. Throws SerializationError if the bytes are not a T.
 template <class T>
 T decode_value(const std::string& bytes) {
-  WireInputArchive in(std::span<const char>(bytes.data(), bytes.size()));
-  T x{};
-  try {
-    in(x);
-  } catch (const SerializationError&) {
-    throw;
-  } catch (const std::exception& e) {
-    throw SerializationError(std::string("a manager value does not decode: ") + e.what());
-  }
-  if (in.remaining() != 0) throw SerializationError("a manager value does not decode: bytes left");
-  return x;
+  return decode_exactly<T>(std::span<const char>(bytes.data(), bytes.size()), "a manager value");
 }
 
 }  // namespace mproc::detail
