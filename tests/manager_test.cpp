@@ -483,13 +483,12 @@ bool closed_by_server(int fd, std::chrono::milliseconds limit) {
 }
 
 // A connection that completed the handshake, for sending raw bytes afterwards.
-std::unique_ptr<mproc::detail::ConnectionCore> authenticated(const mproc::Manager& m) {
-  auto c = std::make_unique<mproc::detail::ConnectionCore>(mproc::detail::connect_to(m.address()),
-                                                           true, true);
+std::unique_ptr<mproc::detail::Channel> authenticated(const mproc::Manager& m) {
+  auto c = std::make_unique<mproc::detail::Channel>(mproc::detail::connect_to(m.address()));
   mproc::detail::answer_challenge(*c, m.authkey());
   mproc::detail::deliver_challenge(*c, m.authkey());
   const std::string hello = "not the same executable";
-  c->send_bytes({hello.data(), hello.size()});
+  c->send({hello.data(), hello.size()});
   return c;
 }
 

@@ -36,14 +36,14 @@ std::string hmac(const std::string& key, std::string_view message) {
   return std::string(reinterpret_cast<const char*>(out), sizeof out);
 }
 
-std::string recv_small(ConnectionCore& c) {
+std::string recv_small(Channel& c) {
   Bytes b;
-  c.recv_bytes(b, kMaxHandshakeMessage);
+  c.recv(b, kMaxHandshakeMessage);
   return std::string(b.begin(), b.end());
 }
 
-void send(ConnectionCore& c, std::string_view s) {
-  c.send_bytes({s.data(), s.size()});
+void send(Channel& c, std::string_view s) {
+  c.send({s.data(), s.size()});
 }
 
 // Whatever the peer does wrong during the exchange (EOF, garbage, a stall past the timeout) is
@@ -75,7 +75,7 @@ std::string random_authkey() {
   return key;
 }
 
-void deliver_challenge(ConnectionCore& c, const std::string& key) {
+void deliver_challenge(Channel& c, const std::string& key) {
   init_sodium();
   guarded("authentication failed", [&] {
     std::string nonce(kNonceBytes, '\0');
@@ -96,7 +96,7 @@ void deliver_challenge(ConnectionCore& c, const std::string& key) {
   });
 }
 
-void answer_challenge(ConnectionCore& c, const std::string& key) {
+void answer_challenge(Channel& c, const std::string& key) {
   init_sodium();
   guarded("authentication failed", [&] {
     const std::string message = recv_small(c);

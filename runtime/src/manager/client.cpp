@@ -3,47 +3,66 @@
 
 #include <elf.h>
 #include <link.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
 #include <memory>
 #include <system_error>
 #include <unordered_map>
 
 #include "manager/net.hpp"
-#include "mproc/connection.hpp"
 #include "mproc/errors.hpp"
 #include "mproc/serialize/exception_wire.hpp"
+#include "mproc/serialize/frame.hpp"
 
 namespace mproc::detail {
 namespace {
 
 struct Cached {
   pid_t pid = 0;
-  std::unique_ptr<ConnectionCore> conn;
+  std::unique_ptr<Channel> conn;
 };
 
 // One connection per (thread, address): a call blocked on the server holds only its own
 // thread's connection. Keyed by pid too, so a forked child never talks over its parent's socket.
 thread_local std::unordered_map<std::string, Cached> t_connections;
 
+// getpid() is a system call on every proxy call otherwise (glibc stopped caching it); every
+// fork that mproc makes goes through fork(), which runs the atfork handler.
+std::atomic<pid_t> g_pid{0};
+
+pid_t current_pid() noexcept {
+  pid_t p = g_pid.load(std::memory_order_relaxed);
+  if (p != 0) return p;
+  static const bool registered = [] {
+    ::pthread_atfork(nullptr, nullptr, [] { g_pid.store(0, std::memory_order_relaxed); });
+    return true;
+  }();
+  (void)registered;
+  p = ::getpid();
+  g_pid.store(p, std::memory_order_relaxed);
+  return p;
+}
+
 std::string cache_key(const std::string& address, const std::string& authkey) {
   return address + '\0' + authkey;
 }
 
-ConnectionCore& connection(const ProxyRef& ref) {
+Channel& connection(const ProxyRef& ref) {
   // Keyed by the key too: a connection authenticated with one key proves nothing for another.
   auto& slot = t_connections[cache_key(ref.address, ref.authkey)];
-  if (slot.conn && slot.pid == ::getpid()) return *slot.conn;
+  if (slot.conn && slot.pid == current_pid()) return *slot.conn;
   slot.conn.reset();  // a parent's connection (after fork): this process's copy of the fd only
-  auto conn = std::make_unique<ConnectionCore>(connect_to(ref.address), true, true);
+  auto conn = std::make_unique<Channel>(connect_to(ref.address));
   answer_challenge(*conn, ref.authkey);
   deliver_challenge(*conn, ref.authkey);
   // The hello: which executable we are, for update_with (no reply: saves a round trip).
   const std::string& fp = executable_fingerprint();
-  conn->send_bytes({fp.data(), fp.size()});
-  slot.pid = ::getpid();
+  conn->send({fp.data(), fp.size()});
+  slot.pid = current_pid();
   slot.conn = std::move(conn);
   return *slot.conn;
 }
@@ -116,9 +135,9 @@ Bytes call(const ProxyRef& ref, const Bytes& request) {
   if (ref.address.empty()) throw ClosedError("empty manager proxy");
   Bytes reply;
   try {
-    ConnectionCore& c = connection(ref);
-    c.send_bytes(request);
-    c.recv_bytes(reply, 0);
+    Channel& c = connection(ref);
+    c.send(request);
+    c.recv(reply, kDefaultMaxFrameBytes);
   } catch (const AuthenticationError&) {
     forget_connection(ref.address, ref.authkey);
     throw;

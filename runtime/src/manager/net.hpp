@@ -3,7 +3,7 @@
 
 #include <string>
 
-#include "mproc/connection.hpp"
+#include "manager/channel.hpp"
 #include "mproc/runtime/fd.hpp"
 
 namespace mproc::detail {
@@ -30,8 +30,8 @@ void set_io_timeout(int fd, long long ms) noexcept;
 // answer_challenge proves knowledge of `key` to a peer that delivers one. The server delivers
 // then answers; the client answers then delivers, so each side knows the other has the key.
 // Throw AuthenticationError on a wrong digest or any failure of the peer during the exchange.
-void deliver_challenge(ConnectionCore& c, const std::string& key);
-void answer_challenge(ConnectionCore& c, const std::string& key);
+void deliver_challenge(Channel& c, const std::string& key);
+void answer_challenge(Channel& c, const std::string& key);
 
 // 32 random bytes (as a string) for a Manager without an explicit authkey.
 std::string random_authkey();

@@ -87,22 +87,22 @@ class Server {
     s.fd = fd.get();
     s.max_message = cfg_.max_message_bytes;
     s.stopping = &stopping_;
-    ConnectionCore conn(std::move(fd), true, true);
+    Channel conn(std::move(fd));
     try {
       set_io_timeout(s.fd, cfg_.handshake_timeout_ms);
       deliver_challenge(conn, cfg_.authkey);
       answer_challenge(conn, cfg_.authkey);
       Bytes hello;
-      conn.recv_bytes(hello, 256);
+      conn.recv(hello, 256);
       s.same_executable = std::string(hello.begin(), hello.end()) == executable_fingerprint();
       set_io_timeout(s.fd, 0);
       Bytes req, rep;
       for (;;) {
-        conn.recv_bytes(req, cfg_.max_message_bytes);
+        conn.recv(req, cfg_.max_message_bytes);
         rep.clear();
         bool stop_after = false;
         if (!handle(req, rep, s, stop_after)) break;  // the client hung up while waiting
-        conn.send_bytes(rep);
+        conn.send(rep);
         if (stop_after) {
           request_stop();
           break;
