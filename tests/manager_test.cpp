@@ -20,6 +20,7 @@
 #include <map>
 #include <mproc/mproc.hpp>
 #include <mutex>
+#include <numeric>
 #include <set>
 #include <string>
 #include <thread>
@@ -43,6 +44,10 @@ constexpr auto kJoin = 60s;
   p.kill();
   p.join(5s);
   return ::testing::AssertionFailure() << p.name() << " did not end within 60 s";
+}
+
+void sleep_forever_child() {
+  for (;;) ::pause();
 }
 
 int add_one(int x) {
@@ -101,6 +106,22 @@ void blocked_get(mproc::QueueProxy<int> q, mproc::Connection<int> c) {
   } catch (const mproc::ManagerError&) {
     mproc::exit(0);
   }
+}
+
+// Takes the lock, starts a child that outlives it (it inherits the process's connections),
+// reports the child's pid, and waits to be killed.
+void hold_lock_with_a_child(mproc::LockProxy l, mproc::Connection<int> c) {
+  l.acquire();
+  mproc::Process child(sleep_forever_child);
+  child.start();
+  c.send(child.pid());
+  for (;;) ::pause();
+}
+
+void consume_one(mproc::QueueProxy<int> q, mproc::Connection<int> c) {
+  c.send(1);
+  q.get();
+  mproc::exit(3);  // killed before an item ever arrives: never reached in the test
 }
 
 void many_updates(Dict d, int n) {
@@ -485,8 +506,8 @@ bool closed_by_server(int fd, std::chrono::milliseconds limit) {
 // A connection that completed the handshake, for sending raw bytes afterwards.
 std::unique_ptr<mproc::detail::Channel> authenticated(const mproc::Manager& m) {
   auto c = std::make_unique<mproc::detail::Channel>(mproc::detail::connect_to(m.address()));
-  mproc::detail::answer_challenge(*c, m.authkey());
-  mproc::detail::deliver_challenge(*c, m.authkey());
+  mproc::detail::answer_challenge(*c, m.authkey(), mproc::detail::kClientRole);
+  mproc::detail::deliver_challenge(*c, m.authkey(), mproc::detail::kServerRole);
   const std::string hello = "not the same executable";
   c->send({hello.data(), hello.size()});
   return c;
@@ -512,11 +533,19 @@ TEST_F(ManagerTest, GarbageHalfFramesAndStallsAffectNoOtherClient) {
   mproc::detail::write_all(a->fileno(), junk, sizeof junk);
   EXPECT_TRUE(closed_by_server(a->fileno(), 5s));
 
-  // Authenticated, then a frame that claims 1 GiB: refused before allocating it.
+  // Authenticated, then a frame that claims 1 GiB and sends 16 MiB of it: the server skips it
+  // as it arrives (over max_message_bytes) without ever holding it, and serves the others.
   auto big = authenticated(manager);
   const std::uint32_t header[2] = {0x3143504D, 1u << 30};
   mproc::detail::write_all(big->fileno(), header, sizeof header);
-  EXPECT_TRUE(closed_by_server(big->fileno(), 5s));
+  const std::string mib(1 << 20, 'z');
+  for (int i = 0; i < 16; ++i) mproc::detail::write_all(big->fileno(), mib.data(), mib.size());
+  EXPECT_EQ(d.update_with("x", add_one), 2);
+  const std::string status = "/proc/" + std::to_string(manager.pid()) + "/status";
+  EXPECT_LT(mproc_test::status_kb("VmRSS", status.c_str()), 64 * 1024)
+      << "the server holds the oversized message";
+  big->close();
+  d.set("x", 1);
 
   // Authenticated, then half a request, and a stall: everyone else is served meanwhile.
   auto half = authenticated(manager);
@@ -544,6 +573,114 @@ TEST_F(ManagerTest, UnreachableAddressesRaiseManagerError) {
   EXPECT_THROW(mproc::Manager m(o), mproc::ManagerError);
   mproc::DictProxy<int, int> empty;
   EXPECT_THROW(empty.size(), mproc::ClosedError);
+}
+
+TEST_F(ManagerTest, ALockIsReleasedWhenItsHolderDiesEvenIfItsChildLives) {
+  mproc::Manager manager;
+  auto l = manager.Lock();
+  auto [r, w] = mproc::Pipe<int>(false);
+  mproc::Process p(hold_lock_with_a_child, l, w);
+  p.start();
+  w.close();
+  ASSERT_TRUE(r.poll(30s));
+  const pid_t grandchild = r.recv();
+  EXPECT_TRUE(l.locked());
+  p.kill();
+  ASSERT_TRUE(joined(p));
+  // The grandchild still runs: it must not have kept its parent's connection open.
+  EXPECT_EQ(::kill(grandchild, 0), 0);
+  EXPECT_TRUE(l.acquire(true, 10s)) << "a forked child kept the dead holder's connection open";
+  l.release();
+  ::kill(grandchild, SIGKILL);
+  mproc_test::eventually([&] { return ::kill(grandchild, 0) != 0; }, 10s);
+}
+
+TEST_F(ManagerTest, AConsumerKilledWhileBlockedTakesNoItem) {
+  mproc::Manager manager;
+  auto q = manager.Queue<int>();
+  auto [r, w] = mproc::Pipe<int>(false);
+  mproc::Process p(consume_one, q, w);
+  p.start();
+  w.close();
+  ASSERT_TRUE(r.poll(30s));
+  std::this_thread::sleep_for(20ms);  // let it block on the server (either way, nothing is lost)
+  p.kill();
+  ASSERT_TRUE(joined(p));
+  for (int i = 0; i < 20; ++i) q.put(i);
+  std::vector<int> got;
+  for (int i = 0; i < 20; ++i) got.push_back(q.get(5s));
+  std::vector<int> want(20);
+  std::iota(want.begin(), want.end(), 0);
+  EXPECT_EQ(got, want);
+}
+
+TEST_F(ManagerTest, AnOversizedRequestIsASerializationErrorAndTheConnectionSurvives) {
+  mproc::ManagerOptions o;
+  o.max_message_bytes = 1 << 20;
+  mproc::Manager manager(o);
+  auto d = manager.dict<int, std::string>();
+  auto l = manager.Lock();
+  l.acquire();
+  EXPECT_THROW(d.set(1, std::string(2 << 20, 'x')), mproc::SerializationError);
+  EXPECT_TRUE(l.locked()) << "the connection was dropped and its lock released with it";
+  d.set(1, "small");
+  EXPECT_EQ(d.get(1), "small");
+  l.release();
+}
+
+TEST_F(ManagerTest, AHandshakeTricklingBytesIsDroppedAtItsDeadline) {
+  mproc::Manager manager(tcp_options("k"));  // 500 ms for the whole handshake
+  auto fd = mproc::detail::connect_to(manager.address());
+  const auto t0 = mproc_test::Clock::now();
+  bool closed = false;
+  while (mproc_test::Clock::now() - t0 < 5s && !closed) {
+    // One byte of an answer every 100 ms: each read would be within a per-read timeout.
+    if (::send(fd.get(), "x", 1, MSG_NOSIGNAL) != 1) closed = true;
+    pollfd p{fd.get(), POLLIN, 0};
+    if (::poll(&p, 1, 100) == 1) {
+      char buf[256];
+      while (true) {
+        const ssize_t n = ::recv(fd.get(), buf, sizeof buf, MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN)) {
+          closed = true;
+          break;
+        }
+        if (n < 0) break;
+      }
+    }
+  }
+  EXPECT_TRUE(closed);
+  EXPECT_LT(mproc_test::Clock::now() - t0, 3s) << "the handshake deadline was stretched";
+}
+
+TEST_F(ManagerTest, ShuttingDownAStoppedServerIsBounded) {
+  mproc::Manager manager;
+  auto d = manager.dict<int, int>();
+  d.set(1, 1);
+  ASSERT_EQ(::kill(manager.pid(), SIGSTOP), 0);
+  const auto t0 = mproc_test::Clock::now();
+  mproc_test::with_deadline(30, "shutdown of a stopped server", [&] { manager.shutdown(); });
+  EXPECT_LT(mproc_test::Clock::now() - t0, 15s);
+  EXPECT_FALSE(manager.running());
+  EXPECT_THROW(d.get(1), mproc::ManagerError);
+}
+
+TEST_F(ManagerTest, MaxClientsRefusesTheRest) {
+  mproc::ManagerOptions o;
+  o.max_clients = 2;
+  mproc::Manager manager(o);
+  auto d = manager.dict<int, int>();  // this thread's connection: one of the two
+  d.set(1, 1);
+  auto second = mproc::detail::connect_to(manager.address());
+  auto third = mproc::detail::connect_to(manager.address());
+  EXPECT_TRUE(closed_by_server(third.get(), 5s));
+  EXPECT_EQ(d.get(1), 1);
+}
+
+TEST_F(ManagerTest, AStaticManagerIsDestroyedCleanlyAtExit) {
+  auto [code, out] = run_client("--static-manager", "");
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("static manager: 42"), std::string::npos) << out;
 }
 
 }  // namespace

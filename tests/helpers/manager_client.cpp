@@ -3,6 +3,7 @@
 // update_with is refused because this is not the server's executable.
 //   exit 0: worked ("hits=N"); 3: authentication refused; 4: update_with was not refused;
 //   5: the manager could not be reached.
+// With "--static-manager ''" it instead runs a Manager held in a static, destroyed at exit.
 #include <cstdio>
 #include <mproc/mproc.hpp>
 #include <mutex>
@@ -16,6 +17,14 @@ int add_one(int x) {
 
 int main(int argc, char** argv) {
   mproc::init(argc, argv);
+  if (argc == 3 && std::string(argv[1]) == "--static-manager") {
+    // Destroyed after main returns, among the other statics and thread-locals.
+    static mproc::Manager manager;
+    auto d = manager.dict<int, int>();
+    d.set(1, 42);
+    std::printf("static manager: %d\n", d.get(1));
+    return 0;
+  }
   if (argc != 3) return 2;
   try {
     auto m = mproc::Manager::connect(argv[1], argv[2]);

@@ -31,16 +31,30 @@
 //
 // Lifetime: ~Manager calls shutdown() on a Manager that started its server: the server stops
 // accepting, wakes every blocked call (they raise ManagerError), closes every connection and
-// exits; the destructor waits for it (SIGKILL after 5 s). The server is a daemon child: it is
-// ended when the program exits, and gets SIGTERM when the thread that started it dies.
-// A Manager from connect() owns no server: destroying it does nothing.
+// exits. shutdown() is bounded: its request has 2 s, then the server gets SIGTERM (and SIGCONT),
+// and SIGKILL 5 s later (a stopped or wedged server cannot hold the caller); a static Manager may
+// be destroyed at exit. The server is a daemon child: it is ended when the program exits, and gets
+// SIGTERM when the thread that started it dies. A Manager from connect() owns no server:
+// destroying it does nothing. A process that may not start children (a daemon Process, a Pool
+// worker) cannot start a Manager (ProcessError): start it outside and pass proxies in.
+//
+// Limits: a connection has handshake_timeout to finish the whole handshake (not per read), at
+// most 64 connections may be in their handshake at once, and max_clients is clamped to what the
+// server's descriptor limit allows. A request above max_message_bytes is read and dropped and
+// answered with SerializationError: the connection (and the locks its thread holds) survive.
+//
+// Security: the authkey is the only gate. Anyone who has it can run any function of the
+// server's executable through update_with (as anyone with Python's authkey can make the server
+// unpickle anything): treat it as a password to the server process, and use TCP only on
+// networks you trust (the traffic is authenticated, not encrypted).
 //
 // Thread safety: object-creating calls and the accessors may be used from any thread;
 // start, shutdown and destruction must not race with other calls.
 //
 // Throws: ManagerError when the server cannot start (bad address, port in use: the server's
-// message) or cannot be reached; AuthenticationError for a wrong key; ProcessError from
-// start() on a running Manager.
+// message) or cannot be reached (within 10 s for a connection and its handshake);
+// AuthenticationError for a wrong key; ProcessError from start() on a running Manager or where
+// children may not be started; ManagerError from start() on a Manager from connect().
 #pragma once
 
 #include <sys/types.h>
@@ -49,6 +63,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <stdexcept>
 #include <string>
 
 #include "mproc/manager/proxies.hpp"
@@ -64,11 +79,12 @@ struct ManagerOptions {
   std::string authkey;
   // false: construct without starting; call start() (Python's BaseManager).
   bool start = true;
-  // A connection that has not completed the handshake in this time is dropped.
+  // A connection that has not completed the whole handshake in this time is dropped.
   std::chrono::milliseconds handshake_timeout{5000};
-  // Connections beyond this many are refused (closed at once).
+  // Connections beyond this many are refused (closed at once); clamped to the descriptor limit.
   std::size_t max_clients = 1024;
-  // A request larger than this closes its connection (a garbage length cannot exhaust memory).
+  // A larger request is skipped and answered with SerializationError (a garbage length cannot
+  // exhaust memory: the buffer grows only with what arrives).
   std::size_t max_message_bytes = std::size_t{64} << 20;
 };
 
@@ -132,14 +148,19 @@ class Manager {
   EventProxy Event(const std::string& name = "") {
     return EventProxy(make(detail::ObjectKind::kEvent, name, 0, 0, {}));
   }
+  // std::invalid_argument for a negative value (Python's ValueError).
   SemaphoreProxy Semaphore(std::int64_t value = 1, const std::string& name = "") {
-    return SemaphoreProxy(make(detail::ObjectKind::kSemaphore, name, 0, value, {}));
+    return SemaphoreProxy(make(detail::ObjectKind::kSemaphore, name, 0, check(value), {}));
   }
   SemaphoreProxy BoundedSemaphore(std::int64_t value = 1, const std::string& name = "") {
-    return SemaphoreProxy(make(detail::ObjectKind::kBoundedSemaphore, name, 0, value, {}));
+    return SemaphoreProxy(make(detail::ObjectKind::kBoundedSemaphore, name, 0, check(value), {}));
   }
 
  private:
+  static std::int64_t check(std::int64_t semaphore_value) {
+    if (semaphore_value < 0) throw std::invalid_argument("Semaphore: initial value must be >= 0");
+    return semaphore_value;
+  }
   struct ClientTag {};
   Manager(ClientTag, std::string address, std::string authkey);
   detail::ProxyRef make(detail::ObjectKind kind, const std::string& name, std::uint64_t tag,
@@ -149,6 +170,7 @@ class Manager {
   std::string address_;
   std::string authkey_;
   std::unique_ptr<Process> server_;  // null: a client, or not started
+  bool client_only_ = false;         // made by connect()
 };
 
 }  // namespace mproc

@@ -140,10 +140,11 @@ UniqueFd listen_on(const std::string& address, std::string& bound) {
   return fd;
 }
 
-UniqueFd connect_to(const std::string& address) {
+UniqueFd connect_to(const std::string& address, long long timeout_ms) {
   const Endpoint e = parse(address, false);
   UniqueFd fd(::socket(e.family, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd) bad(address, std::strerror(errno));
+  if (timeout_ms > 0) set_io_timeout(fd.get(), timeout_ms);  // Linux bounds connect() by it
   int rc;
   do {
     rc = ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&e.addr), e.len);

@@ -75,14 +75,14 @@ std::string random_authkey() {
   return key;
 }
 
-void deliver_challenge(Channel& c, const std::string& key) {
+void deliver_challenge(Channel& c, const std::string& key, std::string_view peer_role) {
   init_sodium();
   guarded("authentication failed", [&] {
     std::string nonce(kNonceBytes, '\0');
     ::randombytes_buf(nonce.data(), nonce.size());
     send(c, std::string(kChallenge) + nonce);
     const std::string response = recv_small(c);
-    const std::string expected = hmac(key, nonce);
+    const std::string expected = hmac(key, std::string(peer_role) + ":" + nonce);
     const bool ok = response.size() == expected.size() &&
                     ::sodium_memcmp(response.data(), expected.data(), expected.size()) == 0;
     if (!ok) {
@@ -96,7 +96,7 @@ void deliver_challenge(Channel& c, const std::string& key) {
   });
 }
 
-void answer_challenge(Channel& c, const std::string& key) {
+void answer_challenge(Channel& c, const std::string& key, std::string_view my_role) {
   init_sodium();
   guarded("authentication failed", [&] {
     const std::string message = recv_small(c);
@@ -104,7 +104,7 @@ void answer_challenge(Channel& c, const std::string& key) {
         message.compare(0, kChallenge.size(), kChallenge) != 0) {
       throw AuthenticationError("the peer did not send a challenge (not an mproc manager?)");
     }
-    send(c, hmac(key, std::string_view(message).substr(kChallenge.size())));
+    send(c, hmac(key, std::string(my_role) + ":" + message.substr(kChallenge.size())));
     if (recv_small(c) != kWelcome) {
       throw AuthenticationError("digest sent was rejected (wrong authkey)");
     }

@@ -7,9 +7,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <poll.h>
+
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <system_error>
 #include <unordered_map>
 
@@ -21,50 +26,101 @@
 namespace mproc::detail {
 namespace {
 
+// Every cached connection's descriptor, process-wide: a forked child closes its copies of all
+// of them at once (atfork), so that no child keeps a parent's connection open — the server
+// must see the parent's hangup when the parent dies (to release its locks, to stop waiting
+// for it). Never destroyed: a static Manager's destructor may run after other statics.
+struct Registry {
+  std::mutex mu;
+  std::set<int> fds;
+  std::atomic<std::uint64_t> generation{1};  // bumped in every forked child
+};
+Registry& registry() {
+  static Registry* r = [] {
+    auto* reg = new Registry;
+    ::pthread_atfork([] { registry().mu.lock(); }, [] { registry().mu.unlock(); },
+                     [] {
+                       Registry& g = registry();
+                       for (int fd : g.fds) ::close(fd);
+                       g.fds.clear();
+                       g.generation.fetch_add(1);
+                       g.mu.unlock();
+                     });
+    return reg;
+  }();
+  return *r;
+}
+
 struct Cached {
-  pid_t pid = 0;
+  std::uint64_t generation = 0;
   std::unique_ptr<Channel> conn;
+
+  Cached() = default;
+  Cached(Cached&&) = default;
+  Cached& operator=(Cached&&) = default;
+  ~Cached() { drop(); }
+
+  bool stale() const { return generation != registry().generation.load(); }
+  void drop() noexcept {
+    if (!conn) return;
+    if (stale()) {
+      conn->abandon();  // the atfork handler closed this process's copy already
+    } else {
+      std::lock_guard lock(registry().mu);
+      registry().fds.erase(conn->fileno());
+    }
+    conn.reset();
+  }
 };
 
-// One connection per (thread, address): a call blocked on the server holds only its own
-// thread's connection. Keyed by pid too, so a forked child never talks over its parent's socket.
-thread_local std::unordered_map<std::string, Cached> t_connections;
-
-// getpid() is a system call on every proxy call otherwise (glibc stopped caching it); every
-// fork that mproc makes goes through fork(), which runs the atfork handler.
-std::atomic<pid_t> g_pid{0};
-
-pid_t current_pid() noexcept {
-  pid_t p = g_pid.load(std::memory_order_relaxed);
-  if (p != 0) return p;
-  static const bool registered = [] {
-    ::pthread_atfork(nullptr, nullptr, [] { g_pid.store(0, std::memory_order_relaxed); });
-    return true;
-  }();
-  (void)registered;
-  p = ::getpid();
-  g_pid.store(p, std::memory_order_relaxed);
-  return p;
+// One connection per (thread, address, key): a call blocked on the server holds only its own
+// thread's connection. t_cache_gone (trivially destructible, so readable to the end) says the
+// thread's cache was destroyed: a proxy used from a static destructor then gets a connection
+// for its one call instead of touching freed memory.
+thread_local bool t_cache_gone = false;
+struct ConnectionCache {
+  std::unordered_map<std::string, Cached> map;
+  ~ConnectionCache() { t_cache_gone = true; }
+};
+thread_local ConnectionCache t_cache;
+std::unordered_map<std::string, Cached>& connections() {
+  return t_cache.map;
 }
 
 std::string cache_key(const std::string& address, const std::string& authkey) {
   return address + '\0' + authkey;
 }
 
+// Connections whose server hung up (a Manager shut down from another thread) are dropped when
+// this thread opens a new one, so dead ones do not pile up in a long-lived thread.
+void prune_dead_connections() {
+  auto& cache = connections();
+  for (auto it = cache.begin(); it != cache.end();) {
+    bool dead = !it->second.conn || it->second.stale();
+    if (!dead) {
+      pollfd p{it->second.conn->fileno(), POLLRDHUP, 0};
+      dead = ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+    }
+    it = dead ? cache.erase(it) : std::next(it);
+  }
+}
+
 Channel& connection(const ProxyRef& ref) {
   // Keyed by the key too: a connection authenticated with one key proves nothing for another.
-  auto& slot = t_connections[cache_key(ref.address, ref.authkey)];
-  if (slot.conn && slot.pid == current_pid()) return *slot.conn;
-  slot.conn.reset();  // a parent's connection (after fork): this process's copy of the fd only
-  auto conn = std::make_unique<Channel>(connect_to(ref.address));
-  answer_challenge(*conn, ref.authkey);
-  deliver_challenge(*conn, ref.authkey);
-  // The hello: which executable we are, for update_with (no reply: saves a round trip).
-  const std::string& fp = executable_fingerprint();
-  conn->send({fp.data(), fp.size()});
-  slot.pid = current_pid();
-  slot.conn = std::move(conn);
-  return *slot.conn;
+  const std::string key = cache_key(ref.address, ref.authkey);
+  if (auto it = connections().find(key); it != connections().end()) {
+    if (it->second.conn && !it->second.stale()) return *it->second.conn;
+    connections().erase(it);
+  }
+  prune_dead_connections();
+  Cached c;
+  c.conn = open_connection(ref.address, ref.authkey, kConnectTimeout);
+  {
+    std::lock_guard lock(registry().mu);
+    registry().fds.insert(c.conn->fileno());
+    c.generation = registry().generation.load();
+  }
+  return *connections().emplace(key, std::move(c)).first->second.conn;
 }
 
 std::string fingerprint_from_build_id() {
@@ -116,9 +172,11 @@ const std::string& executable_fingerprint() {
     const ssize_t n = ::readlink("/proc/self/exe", path, sizeof path - 1);
     struct stat st {};
     ::stat("/proc/self/exe", &st);
-    return "file:" + std::string(path, n > 0 ? static_cast<std::size_t>(n) : 0) + ":" +
-           std::to_string(st.st_size) + ":" + std::to_string(st.st_mtim.tv_sec) + "." +
-           std::to_string(st.st_mtim.tv_nsec);
+    // Hashed: the hello is capped at 256 bytes and a path may be 4 KiB long.
+    const std::string file = std::string(path, n > 0 ? static_cast<std::size_t>(n) : 0) + ":" +
+                             std::to_string(st.st_size) + ":" + std::to_string(st.st_mtim.tv_sec) +
+                             "." + std::to_string(st.st_mtim.tv_nsec);
+    return "file:" + std::to_string(std::hash<std::string>{}(file));
   }();
   return fp;
 }
@@ -134,8 +192,10 @@ Bytes begin_request(std::uint32_t id, Op op) {
 Bytes call(const ProxyRef& ref, const Bytes& request) {
   if (ref.address.empty()) throw ClosedError("empty manager proxy");
   Bytes reply;
+  std::unique_ptr<Channel> once;  // after this thread's cache is gone (static destructors)
   try {
-    Channel& c = connection(ref);
+    if (t_cache_gone) once = open_connection(ref.address, ref.authkey, kConnectTimeout);
+    Channel& c = once ? *once : connection(ref);
     c.send(request);
     c.recv(reply, kDefaultMaxFrameBytes);
   } catch (const AuthenticationError&) {
@@ -144,6 +204,8 @@ Bytes call(const ProxyRef& ref, const Bytes& request) {
   } catch (const ManagerError&) {
     forget_connection(ref.address, ref.authkey);
     throw;
+  } catch (const SerializationError&) {
+    throw;  // a request over the 1 GiB cap, refused before anything was sent
   } catch (const std::exception& e) {
     // EOF, a broken pipe, a reset, a corrupt frame: the server is gone or unusable for us.
     forget_connection(ref.address, ref.authkey);
@@ -172,7 +234,33 @@ ProxyRef create_object(const std::string& address, const std::string& authkey, O
 }
 
 void forget_connection(const std::string& address, const std::string& authkey) noexcept {
-  t_connections.erase(cache_key(address, authkey));
+  if (t_cache_gone) return;
+  connections().erase(cache_key(address, authkey));
+}
+
+std::unique_ptr<Channel> open_connection(const std::string& address, const std::string& authkey,
+                                         std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  auto conn = std::make_unique<Channel>(connect_to(address, limit.count()));
+  conn->set_deadline(deadline);  // a listener that never speaks cannot hold us
+  answer_challenge(*conn, authkey, kClientRole);
+  deliver_challenge(*conn, authkey, kServerRole);
+  // The hello: which executable we are, for update_with (no reply: saves a round trip).
+  const std::string& fp = executable_fingerprint();
+  conn->send({fp.data(), fp.size()});
+  conn->set_deadline(std::nullopt);
+  set_io_timeout(conn->fileno(), 0);
+  return conn;
+}
+
+void request_shutdown(const std::string& address, const std::string& authkey,
+                      std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  auto conn = open_connection(address, authkey, limit);
+  conn->set_deadline(deadline);
+  conn->send(begin_request(0, Op::kShutdown));
+  Bytes reply;
+  conn->recv(reply, 1024);
 }
 
 }  // namespace mproc::detail

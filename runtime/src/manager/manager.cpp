@@ -1,6 +1,8 @@
 // mproc::Manager: starts, reaches and stops a Manager's server process.
 #include "mproc/manager.hpp"
 
+#include <signal.h>
+
 #include <chrono>
 #include <utility>
 
@@ -19,7 +21,7 @@ Manager::Manager(ManagerOptions options) : options_(std::move(options)) {
 }
 
 Manager::Manager(ClientTag, std::string address, std::string authkey)
-    : address_(std::move(address)), authkey_(std::move(authkey)) {
+    : address_(std::move(address)), authkey_(std::move(authkey)), client_only_(true) {
   options_.start = false;
 }
 
@@ -38,6 +40,7 @@ Manager& Manager::operator=(Manager&& o) noexcept {
     address_ = std::move(o.address_);
     authkey_ = std::move(o.authkey_);
     server_ = std::move(o.server_);
+    client_only_ = o.client_only_;
   }
   return *this;
 }
@@ -47,6 +50,9 @@ Manager::~Manager() {
 }
 
 void Manager::start() {
+  if (client_only_) {
+    throw ManagerError("Manager::start: a Manager from connect() reaches a server; it has none");
+  }
   if (server_ && server_->is_alive()) throw ProcessError("Manager::start: the server already runs");
   const std::string requested =
       options_.address.empty() ? detail::private_unix_address() : options_.address;
@@ -83,12 +89,15 @@ void Manager::shutdown() noexcept {
   if (!server_) return;
   try {
     if (server_->is_alive()) {
-      detail::ProxyRef ref{address_, authkey_, 0, detail::ObjectKind::kDict, 0};
+      // Over a connection of its own, bounded: a server that is stopped (SIGSTOP) or wedged
+      // gets SIGTERM, then SIGKILL, instead of holding the caller. No thread-local state is
+      // touched, so a static Manager may be destroyed at exit.
       try {
-        detail::call(ref, detail::begin_request(0, detail::Op::kShutdown));
-      } catch (...) {  // unreachable already: the stop sequence below still ends it
+        detail::request_shutdown(address_, authkey_, std::chrono::seconds(2));
+      } catch (...) {
+        server_->terminate();
+        ::kill(server_->pid(), SIGCONT);  // a stopped server acts on SIGTERM only once running
       }
-      detail::forget_connection(address_, authkey_);
       if (!server_->join(std::chrono::seconds(5))) {
         server_->kill();
         server_->join();
@@ -98,7 +107,7 @@ void Manager::shutdown() noexcept {
     }
   } catch (...) {
   }
-  detail::forget_connection(address_, authkey_);
+  detail::forget_connection(address_, authkey_);  // this thread's, now dead (safe at exit)
   server_.reset();
 }
 

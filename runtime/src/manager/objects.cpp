@@ -18,27 +18,37 @@
 
 namespace mproc::detail {
 
+bool peer_gone(const Session& s) noexcept {
+  pollfd p{s.fd, POLLRDHUP, 0};
+  return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
 template <class Pred>
 bool ManagedObject::wait(std::unique_lock<std::mutex>& lock, Session& s, std::int64_t timeout_ns,
                          Pred pred) {
   using clock = std::chrono::steady_clock;
+  constexpr std::int64_t kForever = std::int64_t{365} * 24 * 3600 * 1'000'000'000;
+  if (timeout_ns > kForever) timeout_ns = -1;  // nanoseconds::max() must not overflow the clock
   const auto deadline = clock::now() + std::chrono::nanoseconds(timeout_ns < 0 ? 0 : timeout_ns);
   // Slices: a hung-up client or a stopping server is noticed within one of them.
   constexpr auto kSlice = std::chrono::milliseconds(50);
-  while (!pred()) {
+  if (pred()) return true;
+  for (;;) {
     if (s.stopping->load()) throw ManagerError("the manager is shutting down");
-    pollfd p{s.fd, POLLRDHUP, 0};
-    if (::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0) {
-      throw PeerGone{};
-    }
+    if (peer_gone(s)) throw PeerGone{};
     if (timeout_ns < 0) {
       cv_.wait_for(lock, kSlice);
     } else {
       const auto now = clock::now();
-      if (now >= deadline) return pred();
+      if (now >= deadline) break;
       cv_.wait_for(lock, std::min<clock::duration>(deadline - now, kSlice));
     }
+    if (pred()) break;
   }
+  if (!pred()) return false;
+  // The client may have died while it waited: then it must take nothing (an item it would
+  // never receive, a lock nobody would release).
+  if (peer_gone(s)) throw PeerGone{};
   return true;
 }
 
@@ -491,7 +501,11 @@ class SemaphoreObject final : public ManagedObject {
         return;
       }
       case Op::kSemRelease: {
-        const auto n = static_cast<std::int64_t>(rd<std::uint64_t>(in));
+        const auto raw = rd<std::uint64_t>(in);
+        if (raw > static_cast<std::uint64_t>(INT64_MAX - value_)) {
+          throw LockError("Semaphore::release(" + std::to_string(raw) + ") overflows its value");
+        }
+        const auto n = static_cast<std::int64_t>(raw);
         if (kind == ObjectKind::kBoundedSemaphore && value_ + n > initial_) {
           throw LockError("BoundedSemaphore released too many times");
         }

@@ -4,6 +4,7 @@
 
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -23,9 +24,27 @@
 #include "mproc/logging.hpp"
 #include "mproc/manager/detail/client.hpp"
 #include "mproc/serialize/exception_wire.hpp"
+#include "mproc/serialize/frame.hpp"
 
 namespace mproc::detail {
 namespace {
+
+constexpr std::size_t kMaxPendingHandshakes = 64;
+constexpr std::size_t kKeepBuffer = std::size_t{1} << 20;
+
+// The server's connections are descriptors: take the hard limit, and never admit more clients
+// than it allows (beyond it accept fails and the clients would only see resets).
+std::uint64_t raise_fd_limit(std::uint64_t max_clients) {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return max_clients;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+    ::getrlimit(RLIMIT_NOFILE, &rl);
+  }
+  const std::uint64_t room = rl.rlim_cur > 64 ? rl.rlim_cur - 64 : 1;
+  return std::min(max_clients, room);
+}
 
 class Server {
  public:
@@ -35,26 +54,53 @@ class Server {
   void run() {
     while (!stopping_.load()) {
       pollfd p[2] = {{listener_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
-      if (::poll(p, 2, -1) < 0) {
+      // Out of descriptors: the listener stays readable and accept keeps failing; poll only
+      // the wake-up descriptor for a moment instead of spinning a core.
+      const bool backoff = backoff_until_ > std::chrono::steady_clock::now();
+      if (::poll(backoff ? p + 1 : p, backoff ? 1 : 2, backoff ? 50 : -1) < 0) {
         if (errno == EINTR) continue;
         break;
       }
       if (p[1].revents != 0) break;
-      if ((p[0].revents & POLLIN) == 0) continue;
+      if (backoff || (p[0].revents & POLLIN) == 0) continue;
       UniqueFd fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-      if (!fd) continue;
-      std::lock_guard lock(mu_);
-      if (sessions_.size() >= cfg_.max_clients) {
-        get_logger()->warn("manager: refusing a connection: {} clients already", sessions_.size());
-        continue;  // closed by fd's destructor
+      if (!fd) {
+        if (errno == EMFILE || errno == ENFILE || errno == ENOMEM || errno == ENOBUFS) {
+          backoff_until_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(50);
+        }
+        continue;
       }
-      tune_accepted(fd.get());
-      const std::uint64_t id = next_session_++;
-      sessions_[id] = fd.get();
-      ++live_;
-      std::thread([this, id, f = std::move(fd)]() mutable { serve(id, std::move(f)); }).detach();
+      admit(std::move(fd));
     }
     stop();
+  }
+
+ private:
+  // Starts a session thread for a new connection, or refuses it (closing it) when the server
+  // is full: too many clients, too many still in their handshake (connections that never
+  // authenticate must not lock out the ones that do), or no thread to be had.
+  void admit(UniqueFd fd) {
+    std::lock_guard lock(mu_);
+    if (sessions_.size() >= cfg_.max_clients || pending_ >= kMaxPendingHandshakes) {
+      get_logger()->warn("manager: refusing a connection: {} clients, {} in their handshake",
+                         sessions_.size(), pending_);
+      return;
+    }
+    tune_accepted(fd.get());
+    const std::uint64_t id = next_session_++;
+    const int raw = fd.get();
+    sessions_[id] = raw;
+    ++live_;
+    ++pending_;
+    try {
+      std::thread([this, id, f = std::move(fd)]() mutable { serve(id, std::move(f)); }).detach();
+    } catch (const std::exception& e) {  // out of threads or memory: refuse this one, go on
+      get_logger()->warn("manager: refusing a connection: {}", e.what());
+      sessions_.erase(id);
+      --live_;
+      --pending_;
+      ::close(raw);  // the lambda never took ownership: std::thread threw before running it
+    }
   }
 
  private:
@@ -76,8 +122,8 @@ class Server {
     }
     for (auto& o : objs) o->wake();
     std::unique_lock lock(mu_);
-    // A session running a user's update_with function cannot be interrupted: do not wait for
-    // it forever (the process exits anyway).
+    // A session running a user's update_with function cannot be interrupted (and holds its
+    // object's lock): do not wait for it forever; the process exits anyway.
     done_cv_.wait_for(lock, std::chrono::seconds(2), [&] { return live_ == 0; });
   }
 
@@ -88,25 +134,49 @@ class Server {
     s.max_message = cfg_.max_message_bytes;
     s.stopping = &stopping_;
     Channel conn(std::move(fd));
+    bool pending = true;
+    const auto done_pending = [&] {
+      if (!pending) return;
+      pending = false;
+      std::lock_guard lock(mu_);
+      --pending_;
+    };
     try {
+      // One deadline for the whole handshake: a peer trickling a byte at a time cannot
+      // stretch it (a per-recv timeout would restart with every byte).
       set_io_timeout(s.fd, cfg_.handshake_timeout_ms);
-      deliver_challenge(conn, cfg_.authkey);
-      answer_challenge(conn, cfg_.authkey);
+      conn.set_deadline(std::chrono::steady_clock::now() +
+                        std::chrono::milliseconds(cfg_.handshake_timeout_ms));
+      deliver_challenge(conn, cfg_.authkey, kClientRole);
+      answer_challenge(conn, cfg_.authkey, kServerRole);
       Bytes hello;
       conn.recv(hello, 256);
       s.same_executable = std::string(hello.begin(), hello.end()) == executable_fingerprint();
+      conn.set_deadline(std::nullopt);
       set_io_timeout(s.fd, 0);
+      done_pending();
       Bytes req, rep;
       for (;;) {
-        conn.recv(req, cfg_.max_message_bytes);
         rep.clear();
         bool stop_after = false;
-        if (!handle(req, rep, s, stop_after)) break;  // the client hung up while waiting
+        try {
+          conn.recv(req, cfg_.max_message_bytes, true);
+          if (!handle(req, rep, s, stop_after)) break;  // the client hung up while waiting
+        } catch (const OversizedMessage& m) {           // skipped: answer, and keep the connection
+          rep.assign(1, 1);
+          encode_error(rep, "SerializationError",
+                       "a manager request of " + std::to_string(m.length) +
+                           " bytes exceeds the server's max_message_bytes (" +
+                           std::to_string(cfg_.max_message_bytes) + ")");
+        }
         conn.send(rep);
         if (stop_after) {
           request_stop();
           break;
         }
+        // One huge request or reply must not pin its memory for the session's life.
+        if (req.capacity() > kKeepBuffer) Bytes().swap(req);
+        if (rep.capacity() > kKeepBuffer) Bytes().swap(rep);
       }
     } catch (const AuthenticationError& e) {
       get_logger()->warn("manager: connection {} refused: {}", id, e.what());
@@ -116,6 +186,7 @@ class Server {
       // garbage, a frame over the limit, a reset: only this connection ends
       get_logger()->debug("manager: connection {} dropped: {}", id, e.what());
     }
+    done_pending();
     std::vector<std::shared_ptr<ManagedObject>> objs;
     {
       std::lock_guard lock(mu_);
@@ -142,6 +213,10 @@ class Server {
         object(id)->handle(op, in, out, s);
       }
       if (in.remaining() != 0) throw SerializationError("corrupt manager request: bytes left over");
+      if (rep.size() > kDefaultMaxFrameBytes) {
+        throw SerializationError("the reply (" + std::to_string(rep.size()) +
+                                 " bytes) exceeds the 1 GiB message limit");
+      }
     } catch (const PeerGone&) {
       return false;
     } catch (...) {
@@ -214,6 +289,8 @@ class Server {
   std::condition_variable done_cv_;
   std::unordered_map<std::uint64_t, int> sessions_;  // id -> descriptor, while it is open
   std::size_t live_ = 0;                             // session threads not yet finished
+  std::size_t pending_ = 0;                          // sessions still in their handshake
+  std::chrono::steady_clock::time_point backoff_until_{};
   std::uint64_t next_session_ = 1;
   std::unordered_map<std::uint32_t, std::shared_ptr<ManagedObject>> objects_;
   std::unordered_map<std::string, std::uint32_t> names_;
@@ -235,7 +312,8 @@ void manager_server_main(std::string address, std::string authkey, std::int64_t 
   }
   ready.send("ok:" + bound);
   ready.close();
-  ManagerServerConfig cfg{std::move(authkey), handshake_ms, max_clients, max_message};
+  ManagerServerConfig cfg{std::move(authkey), handshake_ms, raise_fd_limit(max_clients),
+                          max_message};
   // Never destroyed: a session still inside a user's function (stop() waits for it only so
   // long) must find the server intact until _exit, and must not run into static destructors.
   auto* server = new Server(std::move(listener), std::move(cfg));

@@ -10,7 +10,8 @@
 // holding that object's lock: each call is atomic, a sequence of calls is not. For a
 // read-modify-write use update_with (the function runs on the server, so it must be a plain
 // function, a captureless lambda or a serializable function object, as a Pool task's) or hold a
-// LockProxy around the sequence.
+// LockProxy around the sequence. While an update_with function runs, other calls on the same
+// object wait for it (it holds the object's lock): keep those functions short.
 //
 // A proxy is a small value (the server's address, its authkey, an object id): copy it, pass it
 // to a Process or as a Pool task's argument, or send it through a Queue. It carries the authkey
