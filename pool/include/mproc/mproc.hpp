@@ -5,6 +5,7 @@
 #include "mproc/context.hpp"
 #include "mproc/errors.hpp"
 #include "mproc/logging.hpp"
+#include "mproc/mpi.hpp"
 #include "mproc/pool.hpp"
 #include "mproc/process.hpp"
 #include "mproc/process_info.hpp"
