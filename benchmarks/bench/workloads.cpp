@@ -481,7 +481,7 @@ std::vector<Workload> make_workloads(const Config& cfg, const std::vector<std::s
     add_python(w, cfg, "python", "map", u, n.python);
     add_mpi(w, cfg, "map", u, n.cpp);
     w.ratios = {ratio("map", "mproc / python", "mproc", "python", 10.0),
-                ratio("map", "mproc-mpi / mproc (MPI ranks vs local Pool)", "mproc-mpi", "mproc")};
+                ratio("map", "mproc-mpi / mproc", "mproc-mpi", "mproc")};
     out.push_back(std::move(w));
   }
 
