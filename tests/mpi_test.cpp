@@ -303,3 +303,16 @@ TEST_F(Mpi, CancelQueuedWork) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(Mpi, LocalPoolsStillWorkOnRankZero) {
+  mproc::mpi::Pool ranks;
+  mproc::Pool local(2);  // forked workers of rank 0 next to the ranks; they never touch MPI
+  EXPECT_EQ(local.map(square, std::vector<int>{1, 2, 3}), (std::vector<int>{1, 4, 9}));
+  EXPECT_EQ(ranks.map(square, std::vector<int>{4, 5}), (std::vector<int>{16, 25}));
+  const auto pids = local.map(where, std::vector<int>(8, 0), 1);
+  for (pid_t p : pids) EXPECT_NE(p, ::getpid());
+}
+
+}  // namespace
