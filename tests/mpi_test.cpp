@@ -316,3 +316,20 @@ TEST_F(Mpi, LocalPoolsStillWorkOnRankZero) {
 }
 
 }  // namespace
+
+namespace {
+
+std::vector<char> echo(std::vector<char> v) {
+  return v;
+}
+
+TEST_F(Mpi, LargePayloadsCrossIntact) {
+  mproc::mpi::Pool pool;
+  std::vector<char> big(8 << 20);
+  for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 131 + 7);
+  std::vector<mproc::AsyncResult<std::vector<char>>> rs;
+  for (int i = 0; i < 4; ++i) rs.push_back(pool.apply_async(echo, big));
+  for (auto& r : rs) EXPECT_TRUE(r.get(10s) == big);
+}
+
+}  // namespace
