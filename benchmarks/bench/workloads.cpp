@@ -434,10 +434,12 @@ std::vector<Workload> make_workloads(const Config& cfg, const std::vector<std::s
     w.engines.push_back(engine("socketpair", "us/round-trip", n.cpp,
                                [n](std::string&) -> Result { return socketpair_rtt_us(n.cpp); }));
     add_python(w, cfg, "python", "apply", u, n.python);
+    add_mpi(w, cfg, "apply", u, n.cpp);
     w.ratios = {
         ratio("apply", "mproc / socketpair RTT", "mproc", "socketpair", 1.3, true),
         ratio("apply", "python / mproc (x faster)", "python", "mproc", 5.0),
         ratio("apply", "mproc / std-threadpool", "mproc", "std-threadpool", std::nullopt, true),
+        ratio("apply", "mproc-mpi / mproc", "mproc-mpi", "mproc", std::nullopt, true),
     };
     out.push_back(std::move(w));
   }
@@ -603,14 +605,15 @@ int run_mpi_row(int argc, char** argv) {
     if (key == "--n") n = std::stoul(argv[i + 1]);
     if (key == "--workers") workers = std::stoul(argv[i + 1]);
   }
-  if (workload != "map" || n == 0) {
-    std::fprintf(stderr, "mproc-bench --mpi-row: only `map` with --n N is measured on MPI\n");
+  if ((workload != "map" && workload != "apply") || n == 0) {
+    std::fprintf(stderr, "mproc-bench --mpi-row: `map` or `apply` with --n N\n");
     return 2;
   }
   std::string error;
   Result r;
   try {
-    r = pool_map_rate<mproc::mpi::Pool>(n, workers, error);
+    r = workload == "map" ? pool_map_rate<mproc::mpi::Pool>(n, workers, error)
+                          : pool_apply_us<mproc::mpi::Pool>(n, workers, error);
   } catch (const std::exception& e) {
     error = e.what();
   }

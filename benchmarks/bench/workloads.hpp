@@ -17,8 +17,8 @@ struct Config {
   bool quick = false;
   std::size_t workers = 2;
   std::optional<PythonRunner> python;  // nullopt: no Python baselines
-  // mpirun and this executable's path: the map workload's MPI row runs `mpirun -n workers+1
-  // mproc-bench --mpi-row map ...`. nullopt: no MPI row.
+  // mpirun and this executable's path: the MPI rows of map and apply run `mpirun -n
+  // workers+1 mproc-bench --mpi-row map|apply ...`. nullopt: no MPI rows.
   std::optional<std::string> mpirun;
   std::string self_exe;
 };
