@@ -333,3 +333,18 @@ TEST_F(Mpi, LargePayloadsCrossIntact) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(Mpi, PoolEndedBeforeItsInitFramesLeftDoesNotStrandTheRanks) {
+  for (int i = 0; i < 20; ++i) {
+    mproc::PoolOptions o;
+    o.initializer(remember, i);
+    mproc::mpi::Pool pool(o);
+    pool.terminate();  // possibly before the I/O thread sent anything
+  }
+  mproc::mpi::Pool next;
+  EXPECT_EQ(next.map(square, std::vector<int>{2, 3}), (std::vector<int>{4, 9}));
+}
+
+}  // namespace

@@ -41,7 +41,8 @@ struct InFlight {
   std::unique_ptr<Task> task;  // null once failed (abandoned) and for the init frame
   bool init = false;
   bool timed = false;
-  Bytes frame;  // kept until the send completes
+  bool sent = false;  // the rank will answer it (init frames wait for the I/O thread)
+  Bytes frame;        // kept until the send completes
   MPI_Request send = MPI_REQUEST_NULL;
   Clock::time_point deadline = Clock::time_point::max();
   std::chrono::nanoseconds limit{0};
@@ -255,7 +256,7 @@ class MpiEngine final : public PoolEngine {
     const auto now = Clock::now();
     for (auto& slot : slots_) {  // init frames were queued at construction
       for (auto& e : slot.inflight) {
-        if (!e.init || e.send != MPI_REQUEST_NULL || e.frame.empty()) continue;
+        if (!e.init || e.sent) continue;
         isend(slot, e);
         sent = true;
       }
@@ -287,6 +288,7 @@ class MpiEngine final : public PoolEngine {
   }
 
   void isend(RankSlot& slot, InFlight& e) {
+    e.sent = true;
     MPI_Isend(e.frame.data(), static_cast<int>(e.frame.size()), MPI_BYTE, slot.rank, tag_,
               MPI_COMM_WORLD, &e.send);
   }
@@ -431,6 +433,7 @@ class MpiEngine final : public PoolEngine {
   void hand_over() {
     for (auto& slot : slots_) {
       for (auto& e : slot.inflight) {
+        if (!e.sent) continue;  // an init frame the pool ended before sending
         ++s_.owed[static_cast<std::size_t>(slot.rank)];
         if (e.send != MPI_REQUEST_NULL) s_.leftovers.push_back({e.send, std::move(e.frame)});
       }
