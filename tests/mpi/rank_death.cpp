@@ -1,25 +1,45 @@
-// A program whose task kills the MPI rank running it: what a rank's death does to the job.
-// tests/mpi/rank_death.sh runs it under mpirun and checks the outcome (see mproc/mpi.hpp):
-// OpenMPI ends the whole job, coordinator included, with a message naming the rank.
+// What a lost MPI rank does to the job; tests/mpi/rank_death.sh runs this under mpirun and
+// checks the outcome (see mproc/mpi.hpp):
+//   rank_death die     a task kills its rank: OpenMPI ends the whole job, coordinator included,
+//                      with a message naming the rank.
+//   rank_death stuck   a task never ends: the call fails with TaskTimeoutError, and at exit the
+//                      coordinator waits 10 s for the rank, then aborts the job (no hang).
 #include <signal.h>
 
+#include <chrono>
 #include <cstdio>
 #include <mproc/mproc.hpp>
+#include <string>
+#include <thread>
 
 namespace {
 int die(int) {
   ::raise(SIGKILL);
   return 0;
 }
+int never_ends(int) {
+  for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+}
 }  // namespace
 
 int main(int argc, char** argv) {
   mproc::init(argc, argv);
+  const std::string mode = argc > 1 ? argv[1] : "die";
   mproc::mpi::Pool pool;
-  std::printf("submitting a task that kills its rank\n");
-  std::fflush(stdout);
   try {
-    pool.apply(die, 0);
+    if (mode == "stuck") {
+      std::printf("submitting a task that never ends\n");
+      std::fflush(stdout);
+      pool.apply(never_ends, 0, mproc::with_timeout(std::chrono::milliseconds(300)));
+    } else {
+      std::printf("submitting a task that kills its rank\n");
+      std::fflush(stdout);
+      pool.apply(die, 0);
+    }
+  } catch (const mproc::TaskTimeoutError& e) {
+    std::printf("TaskTimeoutError: %s\n", e.what());
+    std::fflush(stdout);
+    return 0;  // leaving main: the exit waits for the stuck rank, then aborts the job
   } catch (const std::exception& e) {
     std::printf("the coordinator saw: %s\n", e.what());
     return 3;

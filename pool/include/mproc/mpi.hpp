@@ -22,7 +22,9 @@
 //    fails with TaskTimeoutError at once, and the rank is given no more work until that task
 //    ends (its late result is dropped). terminate() fails unfinished tasks with PoolStateError
 //    at once; tasks already running on ranks finish there and their results are dropped.
-//    cancel() of a task a rank is running fails it with CancelledError the same way.
+//    cancel() of a task a rank is running fails it with CancelledError the same way. When the
+//    program ends, rank 0 waits up to 10 s for ranks still running such tasks (MPI cannot be
+//    finalized before they answer), then aborts the job with a message (MPI_Abort, exit code 1).
 //  - A rank that dies (a crash, exit() or a signal in a task) is, with OpenMPI's defaults,
 //    fatal for the whole job: mpirun prints "mpirun noticed that process rank K ... exited on
 //    signal N" and kills every rank, the coordinator included (SIGTERM, then SIGKILL). Nothing
