@@ -306,6 +306,10 @@ TEST_F(Mpi, CancelQueuedWork) {
 
 namespace {
 
+bool mpi_pool_possible_here(int) {
+  return mproc::mpi::active();
+}
+
 TEST_F(Mpi, LocalPoolsStillWorkOnRankZero) {
   mproc::mpi::Pool ranks;
   mproc::Pool local(2);  // forked workers of rank 0 next to the ranks; they never touch MPI
@@ -313,6 +317,9 @@ TEST_F(Mpi, LocalPoolsStillWorkOnRankZero) {
   EXPECT_EQ(ranks.map(square, std::vector<int>{4, 5}), (std::vector<int>{16, 25}));
   const auto pids = local.map(where, std::vector<int>(8, 0), 1);
   for (pid_t p : pids) EXPECT_NE(p, ::getpid());
+  // Only rank 0 itself may drive MPI: not its forked workers, not the worker ranks.
+  EXPECT_FALSE(local.apply(mpi_pool_possible_here, 0));
+  EXPECT_FALSE(ranks.apply(mpi_pool_possible_here, 0));
 }
 
 }  // namespace

@@ -75,6 +75,16 @@ class Backoff {
   unsigned idle_ = 0;
 };
 
+// The header of `bytes` if they are exactly one well-formed frame.
+std::optional<FrameHeader> parse_reply(std::span<const char> bytes) noexcept {
+  try {
+    std::optional<FrameHeader> h = parse_frame_header(bytes, kMaxMessage);
+    if (h && kFrameHeaderSize + h->length == bytes.size()) return h;
+  } catch (...) {
+  }
+  return std::nullopt;
+}
+
 void set_aux(Bytes& frame, std::uint64_t aux) {
   std::memcpy(frame.data() + 16, &aux, sizeof aux);
 }
@@ -317,13 +327,7 @@ class MpiEngine final : public PoolEngine {
   }
 
   void on_reply(RankSlot& slot, std::span<const char> bytes) {
-    std::optional<FrameHeader> h;
-    try {
-      h = parse_frame_header(bytes, kMaxMessage);
-      if (!h || kFrameHeaderSize + h->length != bytes.size()) h.reset();
-    } catch (...) {
-      h.reset();
-    }
+    const std::optional<FrameHeader> h = parse_reply(bytes);
     auto it = slot.inflight.begin();
     if (h) {
       it = std::find_if(slot.inflight.begin(), slot.inflight.end(), [&](const InFlight& e) {
@@ -485,6 +489,11 @@ class MpiEngine final : public PoolEngine {
 std::shared_ptr<PoolEngine> make_mpi_engine(const PoolOptions& options) {
   mpi_rank::Rank0State* s = mpi_rank::rank0();
   if (s == nullptr) {
+    if (const int rank = mpi_rank::rank_from_environment(); rank >= 0 && init_called()) {
+      throw StartMethodError(
+          "an MPI pool is made only by rank 0 itself, the process mpirun started; this is " +
+          (rank > 0 ? "worker rank " + std::to_string(rank) : std::string("a child of rank 0")));
+    }
     if (mpi_rank::rank_from_environment() >= 0 && !init_called()) {
       throw StartMethodError(
           "an MPI pool needs mproc::init(argc, argv) at the top of main: it sets up MPI and "

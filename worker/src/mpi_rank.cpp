@@ -110,6 +110,7 @@ void answer(std::span<const char> in, Bytes& out) {
 
 // Rank 0 at exit: lets ranks finish what earlier pools abandoned, then shuts the job down.
 void finalize_rank0() {
+  if (rank0() == nullptr) return;  // a forked child of rank 0 leaving through exit()
   Rank0State& s = *g_rank0;
   std::lock_guard lock(s.mu);
   if (s.finalized) return;
@@ -136,7 +137,7 @@ void finalize_rank0() {
 }  // namespace
 
 Rank0State* rank0() noexcept {
-  return g_rank0;
+  return g_rank0 != nullptr && g_rank0->pid == ::getpid() ? g_rank0 : nullptr;
 }
 
 int rank_from_environment() noexcept {
@@ -191,6 +192,7 @@ void enter_if_mpi_rank(int argc, char** argv) {
   MPI_Comm_size(MPI_COMM_WORLD, &size);
   if (rank != 0) run_worker_rank(rank);
   g_rank0 = new Rank0State;  // lives until exit: finalize_rank0 runs from atexit
+  g_rank0->pid = ::getpid();
   g_rank0->world_size = size;
   g_rank0->owed.assign(static_cast<std::size_t>(size), 0);
   std::atexit(&finalize_rank0);

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <mpi.h>
+#include <sys/types.h>
 
 #include <cstdint>
 #include <mutex>
@@ -32,6 +33,7 @@ struct LeftoverSend {
 };
 
 struct Rank0State {
+  pid_t pid = 0;  // rank 0 itself: its forked children inherit this state but not MPI
   std::mutex mu;
   int world_size = 1;
   bool finalized = false;
@@ -42,7 +44,8 @@ struct Rank0State {
   std::vector<LeftoverSend> leftovers;
 };
 
-// Rank 0 of an mpirun job that mproc::init set up; nullptr anywhere else.
+// Rank 0 of an mpirun job that mproc::init set up; nullptr anywhere else (in rank 0's forked
+// children too).
 Rank0State* rank0() noexcept;
 
 // Under mpirun (judged from the launcher's environment, before any MPI call): initialises MPI;
