@@ -27,8 +27,9 @@
 //    finalized before they answer), then aborts the job with a message (MPI_Abort, exit code 1).
 //  - A rank that dies (a crash, exit() or a signal in a task) is, with OpenMPI's defaults,
 //    fatal for the whole job: mpirun prints "mpirun noticed that process rank K ... exited on
-//    signal N" and kills every rank, the coordinator included (SIGTERM, then SIGKILL). Nothing
-//    hangs, but no WorkerLostError can be delivered: OpenMPI 4 has no fault tolerance (ULFM).
+//    signal N" and kills every rank, the coordinator included, within about a second; mpirun's
+//    exit code is non-zero (137 for a SIGKILL). Nothing hangs, but no WorkerLostError can be
+//    delivered: OpenMPI 4 has no fault tolerance (ULFM). Where tasks may crash, use local pools.
 //  - maxtasksperchild, max_retries, max_memory_per_child, max_address_space_per_child and
 //    start_method do not apply to ranks and are ignored.
 //  - One MPI pool at a time per program (ranks are a fixed resource): making a second while
@@ -41,9 +42,10 @@
 // so MPI is initialised with MPI_THREAD_SERIALIZED.
 //
 // Throws (constructor): StartMethodError when the program was not started under mpirun (or
-// mproc::init was not called, or mproc was built without MPI: MPROC_WITH_MPI), when the job has
+// mproc::init was not called, or mproc was built without MPI: MPROC_WITH_MPI), when called
+// anywhere but in rank 0 itself (a worker rank, a child process of rank 0), when the job has
 // one rank, or when more processes are asked for than there are worker ranks; PoolStateError
-// when another MPI pool is alive.
+// when another MPI pool is alive or the program is exiting.
 #pragma once
 
 #include <cstddef>
