@@ -375,8 +375,9 @@ class MpiEngine final : public PoolEngine {
                 std::make_exception_ptr(TaskTimeoutError(
                     "task ran longer than its time limit (" + std::to_string(ms) +
                     " ms) on MPI rank " + std::to_string(slot.rank) +
-                    "; a rank cannot be killed: it gets no new work until the task ends, and "
-                    "the task's late result is dropped")));
+                    " (stuck, or dead under mpirun --enable-recovery: MPI does not tell which); "
+                    "a rank cannot be killed: it gets no new work until the task ends, and the "
+                    "task's late result is dropped")));
       }
     }
   }

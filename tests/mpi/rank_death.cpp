@@ -4,6 +4,9 @@
 //                      with a message naming the rank.
 //   rank_death stuck   a task never ends: the call fails with TaskTimeoutError, and at exit the
 //                      coordinator waits 10 s for the rank, then aborts the job (no hang).
+//   rank_death die-timeout, under mpirun --enable-recovery: the job outlives the dead rank but
+//                      nothing tells rank 0; the task's time limit turns the loss into a
+//                      TaskTimeoutError, and the exit ends as for `stuck`.
 #include <signal.h>
 
 #include <chrono>
@@ -31,6 +34,10 @@ int main(int argc, char** argv) {
       std::printf("submitting a task that never ends\n");
       std::fflush(stdout);
       pool.apply(never_ends, 0, mproc::with_timeout(std::chrono::milliseconds(300)));
+    } else if (mode == "die-timeout") {  // under mpirun --enable-recovery
+      std::printf("submitting a task that kills its rank, with a time limit\n");
+      std::fflush(stdout);
+      pool.apply(die, 0, mproc::with_timeout(std::chrono::seconds(2)));
     } else {
       std::printf("submitting a task that kills its rank\n");
       std::fflush(stdout);

@@ -29,7 +29,10 @@
 //    fatal for the whole job: mpirun prints "mpirun noticed that process rank K ... exited on
 //    signal N" and kills every rank, the coordinator included, within about a second; mpirun's
 //    exit code is non-zero (137 for a SIGKILL). Nothing hangs, but no WorkerLostError can be
-//    delivered: OpenMPI 4 has no fault tolerance (ULFM). Where tasks may crash, use local pools.
+//    delivered: OpenMPI 4 has no fault tolerance (ULFM). Under `mpirun --enable-recovery` the
+//    job outlives the rank, but MPI never tells rank 0: only a time limit (task_timeout or
+//    with_timeout) ends the lost task, with TaskTimeoutError, and the exit then aborts as above
+//    after 10 s. Where tasks may crash, use local pools.
 //  - maxtasksperchild, max_retries, max_memory_per_child, max_address_space_per_child and
 //    start_method do not apply to ranks and are ignored.
 //  - One MPI pool at a time per program (ranks are a fixed resource): making a second while
