@@ -3,6 +3,7 @@
 #   bash cmake/fuzz.sh                 # ~60 s in total, split between the targets
 #   FUZZ_SECONDS=600 bash cmake/fuzz.sh
 #   FUZZ_TARGETS="wire_decode task_frame" bash cmake/fuzz.sh
+# The fuzzers need no MPI (MPROC_WITH_MPI=OFF): the MPI engine carries the same frames.
 # Each target starts from its committed seeds (tests/fuzz/corpus/<target>/, copied to a scratch
 # corpus, which is what grows) plus its saved findings (tests/fuzz/regressions/<target>/).
 # A crash, sanitizer report, leak, timeout or over-limit allocation stops that target; its input
@@ -27,7 +28,7 @@ done
 start=$(date +%s)
 echo "== configure $BUILD ($CXX_BIN, MPROC_FUZZ=ON)"
 CC=$CC_BIN CXX=$CXX_BIN cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DMPROC_FUZZ=ON -DMPROC_BUILD_BENCHMARKS=OFF -DMPROC_BUILD_EXAMPLES=OFF >/dev/null
+  -DMPROC_FUZZ=ON -DMPROC_BUILD_BENCHMARKS=OFF -DMPROC_BUILD_EXAMPLES=OFF -DMPROC_WITH_MPI=OFF >/dev/null
 echo "== build fuzz targets"
 cmake --build "$BUILD" -j "${FUZZ_JOBS:-2}" --target $(printf 'fuzz_%s ' "${TARGETS[@]}")
 

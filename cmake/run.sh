@@ -12,7 +12,8 @@ ROOT=$PWD
 JOBS=$(nproc)
 
 PACKAGES=(build-essential cmake ninja-build pkg-config libcereal-dev libasio-dev libspdlog-dev
-          libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev libsodium-dev gnuplot-nox python3)
+          libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev libsodium-dev gnuplot-nox python3
+          openmpi-bin libopenmpi-dev iproute2)
 # Only the test run needs these: libFuzzer comes with Clang.
 FUZZ_PACKAGES=(clang-14 libclang-rt-14-dev)
 
@@ -33,7 +34,8 @@ install_deps() {  # install_deps [extra packages...]
 build() {  # build DIR BUILD_TYPE [extra cmake args...]
   local dir=$1 type=$2
   shift 2
-  cmake -S "$ROOT" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE="$type" "$@" >/dev/null
+  # MPROC_WITH_MPI=ON: a missing MPI library fails the build instead of skipping the MPI engine.
+  cmake -S "$ROOT" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE="$type" -DMPROC_WITH_MPI=ON "$@" >/dev/null
   cmake --build "$dir" -j "$JOBS"
 }
 

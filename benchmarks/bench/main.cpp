@@ -46,13 +46,14 @@ std::vector<std::string> split_list(const std::vector<std::string>& items) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  mproc::init(argc, argv);
+  mproc::init(argc, argv);  // under mpirun, ranks 1..N-1 of the MPI row stay in here
+  if (argc > 1 && std::string(argv[1]) == "--mpi-row") return bench::run_mpi_row(argc, argv);
   bench::prepare_shared_memory();  // before any pool: its workers inherit the page
 
   CLI::App app{
       "mproc-bench: mproc::Pool against raw socketpairs, thread pools and Python's "
       "multiprocessing.Pool"};
-  bool quick = false, no_python = false, no_plot = false;
+  bool quick = false, no_python = false, no_plot = false, no_mpi = false;
   int reps = 0;
   std::size_t workers = 2;
   std::vector<std::string> only_raw;
@@ -69,6 +70,7 @@ int main(int argc, char** argv) {
   app.add_option("--out-dir", out_dir, "write results.json, results.csv and chart.png here");
   app.add_flag("--no-python", no_python, "skip the Python baselines");
   app.add_flag("--no-plot", no_plot, "do not draw chart.png");
+  app.add_flag("--no-mpi", no_mpi, "skip the MPI row (map on MPI ranks, run under mpirun)");
   app.add_option("--python-script", python_script, "path of mp_bench.py")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
@@ -100,6 +102,21 @@ int main(int argc, char** argv) {
                               " (see --python-script): Python baselines skipped");
     } else {
       cfg.python = bench::PythonRunner{*py, python_script, workers};
+    }
+  }
+  if (!no_mpi) {
+    std::error_code ec;
+    const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+    const auto mpirun = bench::find_on_path("mpirun");
+    if (!mproc::mpi::built_with_mpi()) {
+      results.notes.push_back("mproc was built without MPI (MPROC_WITH_MPI): MPI row skipped");
+    } else if (!mpirun) {
+      results.notes.push_back("mpirun not found on PATH: MPI row skipped");
+    } else if (ec) {
+      results.notes.push_back("cannot read /proc/self/exe: MPI row skipped");
+    } else {
+      cfg.mpirun = *mpirun;
+      cfg.self_exe = self.string();
     }
   }
   for (const auto& n : results.notes) std::fprintf(stderr, "mproc-bench: %s\n", n.c_str());

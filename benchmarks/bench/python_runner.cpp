@@ -11,7 +11,6 @@
 #include <sstream>
 
 namespace bench {
-namespace {
 
 std::string shell_quote(const std::string& s) {
   std::string out = "'";
@@ -25,16 +24,14 @@ std::string shell_quote(const std::string& s) {
   return out + "'";
 }
 
-}  // namespace
-
-std::optional<std::string> find_python3() {
+std::optional<std::string> find_on_path(const std::string& program) {
   const char* path = std::getenv("PATH");
   if (path == nullptr) return std::nullopt;
   std::stringstream dirs(path);
   for (std::string dir; std::getline(dirs, dir, ':');) {
     // (std::filesystem, not string +: GCC 12's -Wrestrict misfires on the latter at -O3)
     const std::string candidate =
-        (std::filesystem::path(dir.empty() ? "." : dir) / "python3").string();
+        (std::filesystem::path(dir.empty() ? "." : dir) / program).string();
     if (::access(candidate.c_str(), X_OK) == 0) return candidate;
   }
   return std::nullopt;
@@ -45,10 +42,14 @@ std::optional<double> PythonRunner::run(const std::string& workload, std::size_t
   std::ostringstream c;
   c << shell_quote(exe) << ' ' << shell_quote(script) << " --workload " << shell_quote(workload)
     << " --n " << n << " --workers " << workers << " 2>&1";
-  const std::string cmd = c.str();
+  return run_for_value(c.str(), "python " + workload, error);
+}
+
+std::optional<double> run_for_value(const std::string& cmd, const std::string& what,
+                                    std::string& error) {
   std::FILE* p = ::popen(cmd.c_str(), "r");
   if (p == nullptr) {
-    error = "cannot start " + exe;
+    error = "cannot start " + what;
     return std::nullopt;
   }
   std::string out;
@@ -67,7 +68,7 @@ std::optional<double> PythonRunner::run(const std::string& workload, std::size_t
   std::string tail = out.size() > 400 ? out.substr(out.size() - 400) : out;
   while (!tail.empty() && (tail.back() == '\n' || tail.back() == ' ')) tail.pop_back();
   std::ostringstream why;
-  why << "python " << workload << " failed (";
+  why << what << " failed (";
   if (WIFEXITED(status)) {
     why << "exit " << WEXITSTATUS(status);
   } else {

@@ -7,8 +7,17 @@
 
 namespace bench {
 
-// The full path of python3 on PATH, or nullopt.
-std::optional<std::string> find_python3();
+// The full path of `program` on PATH, or nullopt.
+std::optional<std::string> find_on_path(const std::string& program);
+inline std::optional<std::string> find_python3() {
+  return find_on_path("python3");
+}
+
+// Runs `cmd` (a shell command line; stderr joins stdout) and returns the number after the last
+// `"value":` it printed, or nullopt with `error` set (`what`, exit status, tail of the output).
+std::optional<double> run_for_value(const std::string& cmd, const std::string& what,
+                                    std::string& error);
+std::string shell_quote(const std::string& s);
 
 struct PythonRunner {
   std::string exe;     // python3

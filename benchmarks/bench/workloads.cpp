@@ -20,6 +20,7 @@
 #include <new>
 #include <numeric>
 #include <ranges>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -359,6 +360,22 @@ Engine engine(std::string name, std::string unit, std::size_t n,
   return Engine{std::move(name), std::move(unit), n, std::move(run)};
 }
 
+// One sample of `workload` on MPI ranks: this executable under mpirun (run_mpi_row).
+void add_mpi(Workload& w, const Config& cfg, const std::string& workload, const std::string& unit,
+             std::size_t n) {
+  if (!cfg.mpirun) return;
+  std::ostringstream c;
+  // Root may run mpirun only with both ALLOW variables; one host: shared memory and loopback.
+  c << "env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader "
+       "OMPI_MCA_oob_tcp_if_include=lo "
+    << shell_quote(*cfg.mpirun) << " --oversubscribe -n " << cfg.workers + 1 << ' '
+    << shell_quote(cfg.self_exe) << " --mpi-row " << workload << " --n " << n << " --workers "
+    << cfg.workers << " 2>&1";
+  w.engines.push_back(engine("mproc-mpi", unit, n, [cmd = c.str()](std::string& e) {
+    return run_for_value(cmd, "mpirun", e);
+  }));
+}
+
 void add_python(Workload& w, const Config& cfg, const std::string& engine_name,
                 const std::string& py_workload, const std::string& unit, std::size_t n) {
   if (!cfg.python) return;
@@ -418,10 +435,12 @@ std::vector<Workload> make_workloads(const Config& cfg, const std::vector<std::s
     w.engines.push_back(engine("socketpair", "us/round-trip", n.cpp,
                                [n](std::string&) -> Result { return socketpair_rtt_us(n.cpp); }));
     add_python(w, cfg, "python", "apply", u, n.python);
+    add_mpi(w, cfg, "apply", u, n.cpp);
     w.ratios = {
         ratio("apply", "mproc / socketpair RTT", "mproc", "socketpair", 1.3, true),
         ratio("apply", "python / mproc (x faster)", "python", "mproc", 5.0),
         ratio("apply", "mproc / std-threadpool", "mproc", "std-threadpool", std::nullopt, true),
+        ratio("apply", "mproc-mpi / mproc", "mproc-mpi", "mproc", std::nullopt, true),
     };
     out.push_back(std::move(w));
   }
@@ -463,7 +482,9 @@ std::vector<Workload> make_workloads(const Config& cfg, const std::vector<std::s
       return pool_map_rate<mproc::ThreadPool>(n.cpp, k, e);
     }));
     add_python(w, cfg, "python", "map", u, n.python);
-    w.ratios = {ratio("map", "mproc / python", "mproc", "python", 10.0)};
+    add_mpi(w, cfg, "map", u, n.cpp);
+    w.ratios = {ratio("map", "mproc / python", "mproc", "python", 10.0),
+                ratio("map", "mproc-mpi / mproc", "mproc-mpi", "mproc")};
     out.push_back(std::move(w));
   }
 
@@ -575,6 +596,35 @@ std::vector<Workload> make_workloads(const Config& cfg, const std::vector<std::s
   }
   add_manager_workloads(cfg, only, out, notes);
   return out;
+}
+
+int run_mpi_row(int argc, char** argv) {
+  std::string workload;
+  std::size_t n = 0, workers = 2;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string key = argv[i];
+    if (key == "--mpi-row") workload = argv[i + 1];
+    if (key == "--n") n = std::stoul(argv[i + 1]);
+    if (key == "--workers") workers = std::stoul(argv[i + 1]);
+  }
+  if ((workload != "map" && workload != "apply") || n == 0) {
+    std::fprintf(stderr, "mproc-bench --mpi-row: `map` or `apply` with --n N\n");
+    return 2;
+  }
+  std::string error;
+  Result r;
+  try {
+    r = workload == "map" ? pool_map_rate<mproc::mpi::Pool>(n, workers, error)
+                          : pool_apply_us<mproc::mpi::Pool>(n, workers, error);
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  if (!r) {
+    std::fprintf(stderr, "mproc-bench --mpi-row: %s\n", error.c_str());
+    return 1;
+  }
+  std::printf("{\"workload\": \"%s\", \"value\": %.6g}\n", workload.c_str(), *r);
+  return 0;
 }
 
 }  // namespace bench

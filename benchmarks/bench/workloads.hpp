@@ -17,6 +17,10 @@ struct Config {
   bool quick = false;
   std::size_t workers = 2;
   std::optional<PythonRunner> python;  // nullopt: no Python baselines
+  // mpirun and this executable's path: the MPI rows of map and apply run `mpirun -n
+  // workers+1 mproc-bench --mpi-row map|apply ...`. nullopt: no MPI rows.
+  std::optional<std::string> mpirun;
+  std::string self_exe;
 };
 
 struct Engine {
@@ -40,6 +44,10 @@ const std::vector<std::string>& workload_names();
 // Builds the selected workloads (all when `only` is empty). Appends notes (e.g. calibration).
 std::vector<Workload> make_workloads(const Config& cfg, const std::vector<std::string>& only,
                                      std::vector<std::string>& notes);
+
+// mproc-bench --mpi-row WORKLOAD --n N --workers K, as rank 0 under mpirun: measures one
+// sample on mproc::mpi::Pool(K) and prints it as {"value": ...}. Returns the exit code.
+int run_mpi_row(int argc, char** argv);
 
 // Must run before the first Pool is created: maps the page the respawn workload's dying
 // workers write their time of death to (inherited by the zygote and every worker).

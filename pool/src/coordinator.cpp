@@ -1032,19 +1032,7 @@ std::uint64_t Coordinator::next_task_id() noexcept {
 const std::shared_ptr<CallbackRunner>& Coordinator::callback_runner() const noexcept {
   return impl_->runner();
 }
-void Coordinator::submit(std::unique_ptr<Task> task) {
-  std::vector<std::unique_ptr<Task>> one;
-  one.push_back(std::move(task));
-  impl_->submit(one);
-}
 void Coordinator::submit(std::vector<std::unique_ptr<Task>>& tasks) {
-  impl_->submit(tasks);
-}
-void Coordinator::submit(std::vector<std::unique_ptr<ChunkJob>>& jobs) {
-  std::vector<std::unique_ptr<Task>> tasks;
-  tasks.reserve(jobs.size());
-  for (auto& j : jobs) tasks.emplace_back(static_cast<Task*>(j.release()));
-  jobs.clear();
   impl_->submit(tasks);
 }
 void Coordinator::cancel(std::vector<std::uint64_t> ids) {

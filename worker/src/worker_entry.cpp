@@ -23,6 +23,9 @@
 #include "mproc/process_info.hpp"
 #include "mproc/runtime/forkserver.hpp"
 #include "mproc/serialize/callable.hpp"
+#ifdef MPROC_WITH_MPI
+#include "mpi_rank.hpp"
+#endif
 
 extern char** environ;
 
@@ -186,7 +189,16 @@ void init(int argc, char** argv) {
   detail::enter_if_spawned_worker();
   detail::enter_if_spawned_process(argc, argv);  // a Process started with "spawn"
   detail::record_init(argc, argv);
+#ifdef MPROC_WITH_MPI
+  // Worker ranks never make pools: no fork server for them. Rank 0's is forked before
+  // MPI_Init, so it carries no MPI state.
+  if (detail::mpi_rank::rank_from_environment() <= 0) {
+    detail::start_forkserver(&detail::forkserver_child);
+  }
+  detail::mpi_rank::enter_if_mpi_rank(argc, argv);  // ranks 1..N-1 never return
+#else
   detail::start_forkserver(&detail::forkserver_child);
+#endif
 }
 
 }  // namespace mproc

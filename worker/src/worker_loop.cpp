@@ -56,7 +56,8 @@ void flush(int fd, Bytes& out) {
   out.clear();
 }
 
-// Runs one frame's payload and appends the reply frame (ok or error) to `out`.
+}  // namespace
+
 void run_frame(const FrameHeader& h, std::span<const char> payload, Bytes& out,
                std::size_t max_frame) {
   const std::size_t at = begin_frame(out);
@@ -76,8 +77,6 @@ void run_frame(const FrameHeader& h, std::span<const char> payload, Bytes& out,
     }
   }
 }
-
-}  // namespace
 
 void enter_worker_process(int fd, std::string name) {
   set_process_name(std::move(name));

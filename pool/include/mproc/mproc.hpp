@@ -6,6 +6,7 @@
 #include "mproc/errors.hpp"
 #include "mproc/logging.hpp"
 #include "mproc/manager.hpp"
+#include "mproc/mpi.hpp"
 #include "mproc/pool.hpp"
 #include "mproc/process.hpp"
 #include "mproc/process_info.hpp"

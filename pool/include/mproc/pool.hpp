@@ -58,8 +58,11 @@ class Pool : public detail::PoolApi<Pool> {
   // Python's Pool(processes): 0 means cpu_count().
   explicit Pool(std::size_t processes = 0) : Pool(make_options(processes)) {}
   explicit Pool(const PoolOptions& options)
-      : coord_(std::make_shared<detail::Coordinator>(options)),
-        terminate_on_destroy_(options.terminate_on_destroy) {}
+      : Pool(std::make_shared<detail::Coordinator>(options), options.terminate_on_destroy) {}
+  // A pool over another engine (mproc::mpi::Pool, get_context("mpi").Pool()): the same type,
+  // the same calls and errors, whatever runs the frames.
+  Pool(std::shared_ptr<detail::PoolEngine> engine, bool terminate_on_destroy)
+      : coord_(std::move(engine)), terminate_on_destroy_(terminate_on_destroy) {}
 
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
@@ -92,7 +95,8 @@ class Pool : public detail::PoolApi<Pool> {
   const std::shared_ptr<detail::CallbackRunner>& callback_runner() const noexcept {
     return coord_->callback_runner();
   }
-  // Pids of the live workers (for tests and monitoring); the zygote's pid.
+  // Pids of the live workers (for tests and monitoring); the zygote's pid. Empty / 0 for a pool
+  // whose workers are MPI ranks.
   std::vector<pid_t> worker_pids() const { return coord_->worker_pids(); }
   pid_t zygote_pid() const noexcept { return coord_->zygote_pid(); }
 
@@ -104,7 +108,7 @@ class Pool : public detail::PoolApi<Pool> {
   }
 
   void set_canceller(detail::StateBase& s, std::vector<std::uint64_t> ids) {
-    s.set_canceller([weak = std::weak_ptr<detail::Coordinator>(coord_), ids = std::move(ids)] {
+    s.set_canceller([weak = std::weak_ptr<detail::PoolEngine>(coord_), ids = std::move(ids)] {
       if (auto c = weak.lock()) c->cancel(ids);
     });
   }
@@ -222,7 +226,7 @@ class Pool : public detail::PoolApi<Pool> {
         std::move(submit), state, std::move(make), ordered, max_inflight, std::move(bar)));
   }
 
-  std::shared_ptr<detail::Coordinator> coord_;
+  std::shared_ptr<detail::PoolEngine> coord_;
   bool terminate_on_destroy_;
 };
 

@@ -12,7 +12,10 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
+
+#include "mproc/serialize/frame.hpp"
 
 namespace mproc::detail {
 
@@ -35,6 +38,12 @@ struct WorkerConfig {
 };
 
 [[noreturn]] void run_worker(int fd, const WorkerConfig& config);
+
+// Runs one task or init frame's payload and appends the reply frame (kResultOk with the
+// results, or kResultErr with the encoded exception) to `out`; replies larger than `max_frame`
+// become a SerializationError. Never throws. Shared by process workers and MPI ranks.
+void run_frame(const FrameHeader& h, std::span<const char> payload, Bytes& out,
+               std::size_t max_frame);
 
 // Prepares a freshly forked worker: name, signals, descriptors. Keeps only `fd` (and 0-2).
 void enter_worker_process(int fd, std::string name);

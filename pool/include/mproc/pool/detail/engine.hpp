@@ -1,0 +1,91 @@
+// mproc/pool/detail/engine.hpp — what mproc::Pool needs from whatever runs its frames: the
+// process coordinator (Coordinator, workers forked on this machine) or the MPI engine (workers
+// are the other ranks of an mpirun job). Internal (namespace detail).
+//
+// The typed front end encodes tasks into frames on the caller's thread; an engine only moves
+// frames and calls Task::on_ok / on_error. Virtual calls happen once per submitted batch, never
+// per item.
+//
+// Thread safety: every member may be called from any thread. Task callbacks run on the engine's
+// I/O thread and must not block.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "mproc/pool/detail/callback_runner.hpp"
+#include "mproc/serialize/wire_archive.hpp"
+
+namespace mproc::detail {
+
+// Base of every queued unit of work (a process-pool frame, a thread-pool closure).
+class ChunkJob {
+ public:
+  virtual ~ChunkJob() = default;
+};
+
+// One frame of work and what to do with its outcome.
+class Task : public ChunkJob {
+ public:
+  // I/O thread. Decode `payload` (the worker's results) and complete. Must not throw.
+  virtual void on_ok(std::span<const char> payload) noexcept = 0;
+  // I/O thread. The task failed (its exception, a lost worker, termination). Must not throw.
+  virtual void on_error(std::exception_ptr error) noexcept = 0;
+
+  std::uint64_t id = 0;
+  Bytes frame;  // header + payload, ready to send
+  unsigned crashes = 0;
+  std::chrono::nanoseconds timeout{0};  // 0: the pool's task_timeout
+};
+
+class PoolEngine {
+ public:
+  virtual ~PoolEngine() = default;
+
+  virtual std::size_t processes() const noexcept = 0;
+  virtual std::size_t max_frame_bytes() const noexcept = 0;
+  virtual std::uint64_t next_task_id() noexcept = 0;
+  virtual const std::shared_ptr<CallbackRunner>& callback_runner() const noexcept = 0;
+
+  // Queues tasks (and clears `tasks`). Throws PoolStateError if the pool is closed, terminated
+  // or broken.
+  virtual void submit(std::vector<std::unique_ptr<Task>>& tasks) = 0;
+  void submit(std::unique_ptr<Task> task) {
+    std::vector<std::unique_ptr<Task>> one;
+    one.push_back(std::move(task));
+    submit(one);
+  }
+  // For the imap driver: every job must be a Task.
+  void submit(std::vector<std::unique_ptr<ChunkJob>>& jobs) {
+    std::vector<std::unique_ptr<Task>> tasks;
+    tasks.reserve(jobs.size());
+    for (auto& j : jobs) tasks.emplace_back(static_cast<Task*>(j.release()));
+    jobs.clear();
+    submit(tasks);
+  }
+
+  // The tasks' outcomes become CancelledError (queued ones never run).
+  virtual void cancel(std::vector<std::uint64_t> task_ids) = 0;
+  // No more submissions; queued work still runs.
+  virtual void close() = 0;
+  // After close() or terminate(): waits for all work and callbacks, then for the workers.
+  // Throws PoolStateError if the pool is still open.
+  virtual void join() = 0;
+  // Fails every unfinished task with PoolStateError and stops; bounded.
+  virtual void terminate() = 0;
+  virtual bool closed() const noexcept = 0;
+  virtual bool terminated() const noexcept = 0;
+
+  // Test and supervision hooks: pids of the live local workers and of the zygote (empty / 0
+  // when the workers are not processes of this machine).
+  virtual std::vector<pid_t> worker_pids() const = 0;
+  virtual pid_t zygote_pid() const noexcept = 0;
+};
+
+}  // namespace mproc::detail

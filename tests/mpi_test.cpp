@@ -1,0 +1,357 @@
+// mpi_test.cpp — mproc::Pool over MPI ranks: run by ctest as `mpirun --oversubscribe -n 3
+// mpi_test` (rank 0 runs these tests, ranks 1 and 2 are the workers), and once without mpirun,
+// where the MPI tests skip and the error for a program not started by mpirun is checked.
+//
+// Every test runs under a watchdog: a hang ends the job with a message naming the test (rank 0
+// exits, and mpirun then stops the worker ranks).
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <mproc/mproc.hpp>
+#include <numeric>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "test_support.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using mproc_test::Clock;
+using mproc_test::Watchdog;
+
+int square(int x) {
+  return x * x;
+}
+int add(int a, int b) {
+  return a + b;
+}
+pid_t where(int) {
+  return ::getpid();
+}
+int slow_square(int x) {
+  std::this_thread::sleep_for(20ms);
+  return x * x;
+}
+void sleep_ms(int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+}
+int throws_runtime(int x) {
+  throw std::runtime_error("bad input " + std::to_string(x));
+}
+int throws_invalid(int) {
+  throw std::invalid_argument("not a number");
+}
+int throws_mproc(int) {
+  throw mproc::TimeoutError("an mproc error raised inside a task");
+}
+struct Custom {};
+int throws_custom(int) {
+  throw Custom{};
+}
+
+// The initializer's effect, per rank: which token it last ran with and how often.
+int g_token = 0;
+int g_init_runs = 0;
+void remember(int token) {
+  if (token != g_token) {
+    g_token = token;
+    g_init_runs = 0;
+  }
+  ++g_init_runs;
+}
+std::pair<int, int> init_state(int) {
+  return {g_token, g_init_runs};
+}
+void failing_init() {
+  throw std::runtime_error("initializer refused");
+}
+
+class Mpi : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!mproc::mpi::active()) {
+      GTEST_SKIP() << "not started by mpirun: ctest runs this binary as `mpirun --oversubscribe "
+                      "-n 3 mpi_test` (test mpi_test); here only the no-mpirun checks run";
+    }
+    ASSERT_GE(mproc::mpi::world_size(), 3) << "these tests expect mpirun -n 3 (two worker ranks)";
+    dog_ = std::make_unique<Watchdog>(
+        mproc_test::seconds_ms(20 * mproc_test::kSlowdown),
+        "MPI test " + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+  }
+  void TearDown() override { dog_.reset(); }
+
+ private:
+  std::unique_ptr<Watchdog> dog_;
+};
+
+TEST(MpiWithoutMpirun, PoolSaysHowToStartTheProgram) {
+  if (mproc::mpi::active()) GTEST_SKIP() << "running under mpirun";
+  try {
+    mproc::mpi::Pool pool;
+    FAIL() << "an MPI pool outside mpirun must not be made";
+  } catch (const mproc::StartMethodError& e) {
+    EXPECT_NE(std::string(e.what()).find("mpirun"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(mproc::get_context("mpi").Pool(), mproc::StartMethodError);
+  EXPECT_EQ(mproc::mpi::world_size(), 1);
+}
+
+TEST_F(Mpi, MapOfTenThousandIntsIsCorrectAndRunsOnTheRanks) {
+  mproc::mpi::Pool pool;
+  EXPECT_EQ(pool.processes(), static_cast<std::size_t>(mproc::mpi::world_size() - 1));
+  EXPECT_TRUE(pool.worker_pids().empty());
+  std::vector<int> in(10'000);
+  std::iota(in.begin(), in.end(), 0);
+  const std::vector<int> out = pool.map(square, in);
+  ASSERT_EQ(out.size(), in.size());
+  for (int i = 0; i < 10'000; ++i) ASSERT_EQ(out[static_cast<std::size_t>(i)], i * i);
+  // Both ranks take work, and neither is this process.
+  const std::vector<pid_t> pids = pool.map(where, std::vector<int>(64, 0), 1);
+  const std::set<pid_t> distinct(pids.begin(), pids.end());
+  EXPECT_EQ(distinct.count(::getpid()), 0u);
+  EXPECT_EQ(distinct.size(), 2u);
+}
+
+TEST_F(Mpi, ContextMpiGivesTheSamePoolType) {
+  mproc::Pool pool = mproc::get_context("mpi").Pool();
+  EXPECT_EQ(pool.apply(square, 12), 144);
+  EXPECT_EQ(pool.map(square, std::vector<int>{1, 2, 3}), (std::vector<int>{1, 4, 9}));
+}
+
+TEST_F(Mpi, ApplyAndApplyAsyncWithCallbacks) {
+  mproc::mpi::Pool pool;
+  EXPECT_EQ(pool.apply(add, 2, 3), 5);
+  std::atomic<int> got{0};
+  std::atomic<int> errors{0};
+  auto r = pool.apply_async(
+      square, 9, mproc::callbacks([&](int v) { got = v; }, [&](std::exception_ptr) { ++errors; }));
+  EXPECT_EQ(r.get(5s), 81);
+  EXPECT_TRUE(r.successful());
+  EXPECT_EQ(got.load(), 81);
+  auto bad = pool.apply_async(throws_runtime, 1,
+                              mproc::callbacks([&](int) {}, [&](std::exception_ptr) { ++errors; }));
+  EXPECT_THROW(bad.get(5s), std::runtime_error);
+  EXPECT_EQ(errors.load(), 1);
+}
+
+TEST_F(Mpi, ImapAndImapUnordered) {
+  mproc::mpi::Pool pool;
+  std::vector<int> ordered;
+  for (int y : pool.imap(square, std::views::iota(0, 500))) ordered.push_back(y);
+  ASSERT_EQ(ordered.size(), 500u);
+  for (int i = 0; i < 500; ++i) EXPECT_EQ(ordered[static_cast<std::size_t>(i)], i * i);
+  std::multiset<int> unordered;
+  for (int y : pool.imap_unordered(slow_square, std::views::iota(0, 20), 2)) unordered.insert(y);
+  std::multiset<int> want;
+  for (int i = 0; i < 20; ++i) want.insert(i * i);
+  EXPECT_EQ(unordered, want);
+}
+
+TEST_F(Mpi, StarmapAndChunksizes) {
+  mproc::mpi::Pool pool;
+  std::vector<std::tuple<int, int>> pairs;
+  for (int i = 0; i < 300; ++i) pairs.emplace_back(i, 2 * i);
+  const std::vector<int> sums = pool.starmap(add, pairs);
+  for (int i = 0; i < 300; ++i) ASSERT_EQ(sums[static_cast<std::size_t>(i)], 3 * i);
+  std::vector<int> in(1000);
+  std::iota(in.begin(), in.end(), -500);
+  for (std::size_t chunksize : {1u, 7u, 999u, 1000u, 5000u}) {
+    const std::vector<int> out = pool.map(square, in, chunksize);
+    for (std::size_t i = 0; i < in.size(); ++i) ASSERT_EQ(out[i], in[i] * in[i]) << chunksize;
+  }
+  EXPECT_TRUE(pool.map(square, std::vector<int>{}).empty());
+}
+
+TEST_F(Mpi, TaskExceptionsComeBackTyped) {
+  mproc::mpi::Pool pool;
+  try {
+    pool.apply(throws_runtime, 7);
+    FAIL();
+  } catch (const std::runtime_error& e) {
+    EXPECT_STREQ(e.what(), "bad input 7");
+  }
+  EXPECT_THROW(pool.apply(throws_invalid, 0), std::invalid_argument);
+  EXPECT_THROW(pool.apply(throws_mproc, 0), mproc::TimeoutError);
+  try {
+    pool.apply(throws_custom, 0);
+    FAIL();
+  } catch (const mproc::RemoteError& e) {
+    EXPECT_NE(e.type_name().find("Custom"), std::string::npos) << e.type_name();
+  }
+  EXPECT_THROW(pool.map(throws_runtime, std::vector<int>{1, 2, 3}), std::runtime_error);
+  EXPECT_EQ(pool.apply(square, 3), 9);  // the ranks are fine
+}
+
+TEST_F(Mpi, InitializerRunsOncePerRank) {
+  const int token = 1000 + static_cast<int>(::getpid() % 1000);
+  mproc::PoolOptions o;
+  o.initializer(remember, token);
+  mproc::mpi::Pool pool(o);
+  const auto states = pool.map(init_state, std::vector<int>(200, 0), 1);
+  for (const auto& [t, runs] : states) {
+    EXPECT_EQ(t, token);
+    EXPECT_EQ(runs, 1);
+  }
+}
+
+TEST_F(Mpi, InitializerThatThrowsBreaksThePool) {
+  mproc::PoolOptions o;
+  o.initializer(failing_init);
+  mproc::mpi::Pool pool(o);
+  EXPECT_THROW(pool.apply(square, 2), std::runtime_error);
+  pool.terminate();
+  mproc::mpi::Pool next;  // the ranks serve the next pool
+  EXPECT_EQ(next.apply(square, 4), 16);
+}
+
+TEST_F(Mpi, CloseJoinFinishesEverything) {
+  mproc::mpi::Pool pool;
+  std::vector<mproc::AsyncResult<int>> rs;
+  for (int i = 0; i < 50; ++i) rs.push_back(pool.apply_async(square, i));
+  pool.close();
+  EXPECT_THROW(pool.apply_async(square, 1), mproc::PoolStateError);
+  pool.join();
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_TRUE(rs[static_cast<std::size_t>(i)].ready());
+    EXPECT_EQ(rs[static_cast<std::size_t>(i)].get(), i * i);
+  }
+}
+
+TEST_F(Mpi, TerminateFailsUnfinishedWorkAtOnce) {
+  std::vector<mproc::AsyncResult<void>> rs;
+  Clock::time_point t0;
+  {
+    mproc::mpi::Pool pool;
+    for (int i = 0; i < 40; ++i) rs.push_back(pool.apply_async(sleep_ms, 50));
+    std::this_thread::sleep_for(30ms);
+    t0 = Clock::now();
+    pool.terminate();
+  }
+  EXPECT_LT(Clock::now() - t0, 1s);
+  int failed = 0;
+  for (auto& r : rs) {
+    ASSERT_TRUE(r.ready());
+    try {
+      r.get();
+    } catch (const mproc::PoolStateError&) {
+      ++failed;
+    }
+  }
+  EXPECT_GE(failed, 30);
+  mproc::mpi::Pool next;  // waits for the ranks to finish what they held, then works
+  EXPECT_EQ(next.apply(square, 5), 25);
+}
+
+TEST_F(Mpi, TaskTimeoutIsATaskTimeoutErrorNotAHang) {
+  mproc::mpi::Pool pool;
+  const auto t0 = Clock::now();
+  auto slow = pool.apply_async(sleep_ms, 1500, mproc::with_timeout(200ms));
+  try {
+    slow.get(5s);
+    FAIL() << "the task should have timed out";
+  } catch (const mproc::TaskTimeoutError& e) {
+    EXPECT_NE(std::string(e.what()).find("MPI rank"), std::string::npos) << e.what();
+  }
+  EXPECT_LT(Clock::now() - t0, 1s);
+  // The other rank keeps working meanwhile.
+  EXPECT_EQ(pool.map(square, std::vector<int>{1, 2, 3, 4}), (std::vector<int>{1, 4, 9, 16}));
+}
+
+TEST_F(Mpi, SecondPoolWhileTheFirstIsAliveIsRefused) {
+  mproc::mpi::Pool pool;
+  EXPECT_THROW(mproc::mpi::Pool(), mproc::PoolStateError);
+  EXPECT_THROW(mproc::mpi::Pool(5), mproc::StartMethodError);  // more than the ranks
+  EXPECT_EQ(pool.apply(square, 6), 36);
+}
+
+TEST_F(Mpi, ResultsFromSeveralCallerThreads) {
+  mproc::mpi::Pool pool;
+  std::vector<std::thread> callers;
+  std::atomic<int> wrong{0};
+  for (int t = 0; t < 4; ++t) {
+    callers.emplace_back([&, t] {
+      for (int i = 0; i < 200; ++i) {
+        const int x = t * 1000 + i;
+        if (pool.apply(square, x) != x * x) ++wrong;
+      }
+      const auto v = pool.map(square, std::vector<int>(100, t));
+      for (int y : v)
+        if (y != t * t) ++wrong;
+    });
+  }
+  for (auto& c : callers) c.join();
+  EXPECT_EQ(wrong.load(), 0);
+}
+
+TEST_F(Mpi, CancelQueuedWork) {
+  mproc::mpi::Pool pool(1);
+  auto busy = pool.apply_async(sleep_ms, 200);
+  std::vector<mproc::AsyncResult<int>> queued;
+  for (int i = 0; i < 20; ++i) queued.push_back(pool.apply_async(square, i));
+  queued.back().cancel();
+  EXPECT_THROW(queued.back().get(5s), mproc::CancelledError);
+  busy.get(5s);
+  for (int i = 0; i < 19; ++i) EXPECT_EQ(queued[static_cast<std::size_t>(i)].get(5s), i * i);
+}
+
+}  // namespace
+
+namespace {
+
+bool mpi_pool_possible_here(int) {
+  return mproc::mpi::active();
+}
+
+TEST_F(Mpi, LocalPoolsStillWorkOnRankZero) {
+  mproc::mpi::Pool ranks;
+  mproc::Pool local(2);  // forked workers of rank 0 next to the ranks; they never touch MPI
+  EXPECT_EQ(local.map(square, std::vector<int>{1, 2, 3}), (std::vector<int>{1, 4, 9}));
+  EXPECT_EQ(ranks.map(square, std::vector<int>{4, 5}), (std::vector<int>{16, 25}));
+  const auto pids = local.map(where, std::vector<int>(8, 0), 1);
+  for (pid_t p : pids) EXPECT_NE(p, ::getpid());
+  // Only rank 0 itself may drive MPI: not its forked workers, not the worker ranks.
+  EXPECT_FALSE(local.apply(mpi_pool_possible_here, 0));
+  EXPECT_FALSE(ranks.apply(mpi_pool_possible_here, 0));
+}
+
+}  // namespace
+
+namespace {
+
+std::vector<char> echo(std::vector<char> v) {
+  return v;
+}
+
+TEST_F(Mpi, LargePayloadsCrossIntact) {
+  mproc::mpi::Pool pool;
+  std::vector<char> big(8 << 20);
+  for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 131 + 7);
+  std::vector<mproc::AsyncResult<std::vector<char>>> rs;
+  for (int i = 0; i < 4; ++i) rs.push_back(pool.apply_async(echo, big));
+  for (auto& r : rs) EXPECT_TRUE(r.get(10s) == big);
+}
+
+}  // namespace
+
+namespace {
+
+TEST_F(Mpi, PoolEndedBeforeItsInitFramesLeftDoesNotStrandTheRanks) {
+  for (int i = 0; i < 20; ++i) {
+    mproc::PoolOptions o;
+    o.initializer(remember, i);
+    mproc::mpi::Pool pool(o);
+    pool.terminate();  // possibly before the I/O thread sent anything
+  }
+  mproc::mpi::Pool next;
+  EXPECT_EQ(next.map(square, std::vector<int>{2, 3}), (std::vector<int>{4, 9}));
+}
+
+}  // namespace

@@ -1,0 +1,218 @@
+// Ranks of an mpirun job: MPI set-up in mproc::init, the worker ranks' frame loop, and rank 0's
+// shutdown of the job at exit. Built only with MPROC_WITH_MPI.
+#include "mpi_rank.hpp"
+
+#include <time.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <thread>
+
+#include "mproc/errors.hpp"
+#include "mproc/logging.hpp"
+#include "mproc/mpi.hpp"
+#include "mproc/process_info.hpp"
+#include "mproc/serialize/exception_wire.hpp"
+#include "mproc/serialize/frame.hpp"
+#include "mproc/worker/worker_loop.hpp"
+
+namespace mproc::detail::mpi_rank {
+namespace {
+
+// How long rank 0's exit waits for ranks still running abandoned tasks before it aborts the
+// job (a rank stuck in an endless task must not keep the program from ending).
+constexpr auto kExitDrainDeadline = std::chrono::seconds(10);
+// A frame's length field is 32 bits; MPI counts are ints.
+constexpr std::size_t kMaxMessage = INT_MAX - kFrameHeaderSize;
+
+Rank0State* g_rank0 = nullptr;
+
+// Idle polling: a rank waiting for work must not take a CPU from ranks that compute (mpirun
+// --oversubscribe runs several ranks per core), yet should answer quickly while work flows.
+class Backoff {
+ public:
+  void reset() noexcept { idle_ = 0; }
+  void wait() noexcept {
+    if (++idle_ < 64) {
+      std::this_thread::yield();
+      return;
+    }
+    const long us = std::min<long>(1000, 1L << std::min<unsigned>(idle_ / 64, 10));
+    const timespec ts{0, us * 1000};
+    ::nanosleep(&ts, nullptr);
+  }
+
+ private:
+  unsigned idle_ = 0;
+};
+
+const char* env(const char* name) noexcept {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != '\0' ? v : nullptr;
+}
+
+// One frame in `in`, its reply appended to `out`. A frame that cannot be parsed is answered
+// with a SerializationError for the task id it claims (rank 0 drops it if the id is unknown).
+void answer(std::span<const char> in, Bytes& out) {
+  std::optional<FrameHeader> h;
+  std::uint64_t id = 0;
+  if (in.size() >= kFrameHeaderSize) std::memcpy(&id, in.data() + 8, sizeof id);
+  try {
+    h = parse_frame_header(in, kMaxMessage);
+    if (!h || kFrameHeaderSize + h->length != in.size() ||
+        (h->kind != FrameKind::kTask && h->kind != FrameKind::kInit)) {
+      throw SerializationError("corrupt frame from rank 0");
+    }
+  } catch (const std::exception& e) {
+    const std::size_t at = begin_frame(out);
+    encode_error(out, "SerializationError", e.what());
+    finish_frame(out, at, FrameKind::kResultErr, id, 0);
+    return;
+  }
+  // Rank 0 puts its pool's max_frame_bytes in the aux field of frames for ranks.
+  const std::size_t cap = h->aux != 0 ? std::min<std::size_t>(h->aux, kMaxMessage) : kMaxMessage;
+  run_frame(*h, in.subspan(kFrameHeaderSize), out, cap);
+}
+
+[[noreturn]] void run_worker_rank(int rank) {
+  set_process_name("MpiPoolWorker-" + std::to_string(rank));
+  get_logger()->debug("MPI worker rank {} started", rank);
+  Bytes in, out;
+  Backoff idle;
+  for (;;) {
+    int flag = 0;
+    MPI_Message msg;
+    MPI_Status st;
+    MPI_Improbe(0, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &msg, &st);
+    if (!flag) {
+      idle.wait();
+      continue;
+    }
+    idle.reset();
+    int n = 0;
+    MPI_Get_count(&st, MPI_BYTE, &n);
+    in.resize(static_cast<std::size_t>(n));
+    MPI_Mrecv(in.data(), n, MPI_BYTE, &msg, &st);
+    if (st.MPI_TAG == kTagShutdown) break;
+    out.clear();
+    answer(in, out);
+    MPI_Send(out.data(), static_cast<int>(out.size()), MPI_BYTE, 0, st.MPI_TAG, MPI_COMM_WORLD);
+  }
+  get_logger()->debug("MPI worker rank {} shutting down", rank);
+  MPI_Finalize();
+  std::fflush(nullptr);
+  ::_exit(0);
+}
+
+// Rank 0 at exit: lets ranks finish what earlier pools abandoned, then shuts the job down.
+void finalize_rank0() {
+  if (rank0() == nullptr) return;  // a forked child of rank 0 leaving through exit()
+  Rank0State& s = *g_rank0;
+  std::lock_guard lock(s.mu);
+  if (s.finalized) return;
+  s.finalized = true;
+  const auto deadline = std::chrono::steady_clock::now() + kExitDrainDeadline;
+  Backoff idle;
+  while (!settle_leftovers(s)) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      std::fprintf(stderr,
+                   "mproc: MPI ranks still run abandoned tasks %lld s after the program ended; "
+                   "aborting the job\n",
+                   static_cast<long long>(kExitDrainDeadline.count()));
+      std::fflush(stderr);
+      MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    idle.wait();
+  }
+  for (int r = 1; r < s.world_size; ++r) {
+    MPI_Send(nullptr, 0, MPI_BYTE, r, kTagShutdown, MPI_COMM_WORLD);
+  }
+  MPI_Finalize();
+}
+
+}  // namespace
+
+Rank0State* rank0() noexcept {
+  return g_rank0 != nullptr && g_rank0->pid == ::getpid() ? g_rank0 : nullptr;
+}
+
+int rank_from_environment() noexcept {
+  for (const char* name : {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"}) {
+    if (const char* v = env(name)) return std::atoi(v);
+  }
+  return -1;
+}
+
+bool settle_leftovers(Rank0State& s) {
+  for (auto it = s.leftovers.begin(); it != s.leftovers.end();) {
+    int done = 0;
+    MPI_Test(&it->request, &done, MPI_STATUS_IGNORE);
+    it = done ? s.leftovers.erase(it) : it + 1;
+  }
+  Bytes sink;
+  bool owed = false;
+  for (int r = 1; r < s.world_size; ++r) {
+    while (s.owed[static_cast<std::size_t>(r)] > 0) {
+      int flag = 0;
+      MPI_Message msg;
+      MPI_Status st;
+      MPI_Improbe(r, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &msg, &st);
+      if (!flag) break;
+      int n = 0;
+      MPI_Get_count(&st, MPI_BYTE, &n);
+      sink.resize(static_cast<std::size_t>(n));
+      MPI_Mrecv(sink.data(), n, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
+      --s.owed[static_cast<std::size_t>(r)];
+    }
+    owed = owed || s.owed[static_cast<std::size_t>(r)] > 0;
+  }
+  return s.leftovers.empty() && !owed;
+}
+
+void enter_if_mpi_rank(int argc, char** argv) {
+  const int env_rank = rank_from_environment();
+  if (env_rank < 0) return;
+  int provided = 0;
+  // Rank 0 calls MPI from its main thread (here and at exit) and from one pool I/O thread at a
+  // time, under Rank0State::mu: serialised, never concurrent.
+  if (MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &provided) != MPI_SUCCESS) {
+    std::fprintf(stderr, "mproc: MPI_Init_thread failed\n");
+    std::exit(1);
+  }
+  if (provided < MPI_THREAD_SERIALIZED) {
+    std::fprintf(stderr, "mproc: this MPI library does not offer MPI_THREAD_SERIALIZED\n");
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  if (rank != 0) run_worker_rank(rank);
+  g_rank0 = new Rank0State;  // lives until exit: finalize_rank0 runs from atexit
+  g_rank0->pid = ::getpid();
+  g_rank0->world_size = size;
+  g_rank0->owed.assign(static_cast<std::size_t>(size), 0);
+  std::atexit(&finalize_rank0);
+}
+
+}  // namespace mproc::detail::mpi_rank
+
+namespace mproc::mpi {
+
+bool built_with_mpi() noexcept {
+  return true;
+}
+
+bool active() noexcept {
+  return detail::mpi_rank::rank0() != nullptr;
+}
+
+int world_size() noexcept {
+  auto* s = detail::mpi_rank::rank0();
+  return s != nullptr ? s->world_size : 1;
+}
+
+}  // namespace mproc::mpi
