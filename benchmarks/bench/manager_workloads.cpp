@@ -5,6 +5,7 @@
 // the calls are timed (manager-clients also counts starting and joining its client processes,
 // as Python's side does). mp_bench.py does the same for Python.
 #include "manager_workloads.hpp"
+#include "workload_support.hpp"
 
 #include <mproc/mproc.hpp>
 
@@ -110,29 +111,6 @@ Result manager_clients_rate(std::size_t total, std::size_t clients, std::chrono:
 }
 
 // ---- assembling ---------------------------------------------------------------------------------
-
-struct Sizes {
-  std::size_t cpp, python;
-};
-
-Engine engine(std::string name, std::string unit, std::size_t n,
-              std::function<Result(std::string&)> run) {
-  return Engine{std::move(name), std::move(unit), n, std::move(run)};
-}
-
-void add_python(Workload& w, const Config& cfg, const std::string& engine_name,
-                const std::string& py_workload, const std::string& unit, std::size_t n) {
-  if (!cfg.python) return;
-  const PythonRunner runner = *cfg.python;
-  w.engines.push_back(engine(engine_name, unit, n, [runner, py_workload, n](std::string& e) {
-    return runner.run(py_workload, n, e);
-  }));
-}
-
-RatioDef ratio(const std::string& workload, std::string name, std::string num, std::string den,
-               std::optional<double> goal = std::nullopt, bool at_most = false) {
-  return RatioDef{workload, std::move(name), std::move(num), std::move(den), goal, at_most};
-}
 
 }  // namespace
 

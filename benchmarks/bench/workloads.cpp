@@ -29,6 +29,7 @@
 #include "floor.hpp"
 #include "manager_workloads.hpp"
 #include "std_thread_pool.hpp"
+#include "workload_support.hpp"
 
 // ---- the tasks (plain functions: mproc names them by module and offset) ------------------------
 
@@ -351,15 +352,6 @@ Result startup_ms(mproc::StartMethod method, std::size_t n, std::size_t workers)
 
 // ---- assembling the workloads ------------------------------------------------------------------
 
-struct Sizes {
-  std::size_t cpp, python;
-};
-
-Engine engine(std::string name, std::string unit, std::size_t n,
-              std::function<Result(std::string&)> run) {
-  return Engine{std::move(name), std::move(unit), n, std::move(run)};
-}
-
 // One sample of `workload` on MPI ranks: this executable under mpirun (run_mpi_row).
 void add_mpi(Workload& w, const Config& cfg, const std::string& workload, const std::string& unit,
              std::size_t n) {
@@ -374,20 +366,6 @@ void add_mpi(Workload& w, const Config& cfg, const std::string& workload, const 
   w.engines.push_back(engine("mproc-mpi", unit, n, [cmd = c.str()](std::string& e) {
     return run_for_value(cmd, "mpirun", e);
   }));
-}
-
-void add_python(Workload& w, const Config& cfg, const std::string& engine_name,
-                const std::string& py_workload, const std::string& unit, std::size_t n) {
-  if (!cfg.python) return;
-  const PythonRunner runner = *cfg.python;
-  w.engines.push_back(engine(engine_name, unit, n, [runner, py_workload, n](std::string& e) {
-    return runner.run(py_workload, n, e);
-  }));
-}
-
-RatioDef ratio(const std::string& workload, std::string name, std::string num, std::string den,
-               std::optional<double> goal = std::nullopt, bool at_most = false) {
-  return RatioDef{workload, std::move(name), std::move(num), std::move(den), goal, at_most};
 }
 
 }  // namespace
