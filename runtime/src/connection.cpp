@@ -2,7 +2,6 @@
 
 #include <poll.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -63,32 +62,7 @@ void ConnectionCore::send_bytes(std::span<const char> data) {
   }
   Header h{kMagic, static_cast<std::uint32_t>(data.size())};
   std::lock_guard lock(send_mu_);
-  iovec iov[2] = {{&h, sizeof h}, {const_cast<char*>(data.data()), data.size()}};
-  std::size_t total = sizeof h + data.size(), sent = 0;
-  int first = 0;
-  while (sent < total) {
-    msghdr mh{};
-    mh.msg_iov = iov + first;
-    mh.msg_iovlen = 2 - first;
-    const ssize_t n = ::sendmsg(fd_.get(), &mh, MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EPIPE || errno == ECONNRESET) {
-        throw BrokenPipeError("the far end of the connection is closed");
-      }
-      throw std::system_error(errno, std::generic_category(), "sendmsg");
-    }
-    sent += static_cast<std::size_t>(n);
-    auto left = static_cast<std::size_t>(n);
-    while (first < 2 && left >= iov[first].iov_len) {
-      left -= iov[first].iov_len;
-      ++first;
-    }
-    if (first < 2) {
-      iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + left;
-      iov[first].iov_len -= left;
-    }
-  }
+  send_head_and_body(fd_.get(), {reinterpret_cast<const char*>(&h), sizeof h}, data, "connection");
 }
 
 void ConnectionCore::recv_bytes(Bytes& out, std::size_t maxlength) {

@@ -6,14 +6,18 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
+#include <string>
 #include <system_error>
 #include <vector>
+
+#include "mproc/errors.hpp"
 
 namespace mproc::detail {
 namespace {
@@ -131,6 +135,37 @@ void close_fds_except(std::span<const int> keep) noexcept {
     lo = static_cast<unsigned>(fd) + 1;
   }
   ::close_range(lo, ~0U, 0);
+}
+
+void send_head_and_body(int fd, std::span<const char> head, std::span<const char> body,
+                        const char* what) {
+  iovec iov[2] = {{const_cast<char*>(head.data()), head.size()},
+                  {const_cast<char*>(body.data()), body.size()}};
+  std::size_t left = head.size() + body.size();
+  int first = 0;
+  while (left > 0) {
+    msghdr mh{};
+    mh.msg_iov = iov + first;
+    mh.msg_iovlen = static_cast<std::size_t>(2 - first);
+    const ssize_t n = ::sendmsg(fd, &mh, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EPIPE || errno == ECONNRESET) {
+        throw BrokenPipeError(std::string("the far end of the ") + what + " is closed");
+      }
+      throw std::system_error(errno, std::generic_category(), "sendmsg");
+    }
+    left -= static_cast<std::size_t>(n);
+    auto done = static_cast<std::size_t>(n);
+    while (first < 2 && done >= iov[first].iov_len) {
+      done -= iov[first].iov_len;
+      ++first;
+    }
+    if (first < 2) {
+      iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + done;
+      iov[first].iov_len -= done;
+    }
+  }
 }
 
 }  // namespace mproc::detail

@@ -8,7 +8,10 @@
 #   rank_death.sh MPIRUN PROGRAM die-timeout   under mpirun --enable-recovery the job outlives
 #                                        a dead rank, unseen by MPI: the task's time limit
 #                                        makes it a TaskTimeoutError; the exit is as for stuck
-#                                        (mpirun's exit code is then not reliable: not checked).
+#                                        (mpirun's exit code is then not reliable: not checked;
+#                                        and OpenMPI 4.1 sometimes leaves mpirun running after
+#                                        rank 0's MPI_Abort in this mode: once rank 0 said it
+#                                        aborts, a mpirun stopped by the timeout is accepted).
 set -u
 mpirun=$1
 app=$2
@@ -18,13 +21,21 @@ trap 'rm -f "$out"' EXIT
 start=$(date +%s)
 recovery=()
 [ "$mode" = die-timeout ] && recovery=(--enable-recovery)
-timeout --kill-after=5 60 "$mpirun" "${recovery[@]}" --oversubscribe -n 3 "$app" "$mode" >"$out" 2>&1
+limit=60
+[ "$mode" = die-timeout ] && limit=40
+timeout --kill-after=5 "$limit" "$mpirun" "${recovery[@]}" --oversubscribe -n 3 "$app" "$mode" >"$out" 2>&1
 rc=$?
 elapsed=$(($(date +%s) - start))
 cat "$out"
 echo "== mpirun exit code $rc after ${elapsed} s"
 fail() { echo "FAIL: $*"; exit 1; }
-[ "$rc" -ne 124 ] && [ "$elapsed" -lt 60 ] || fail "the job hung (stopped by the 60 s timeout)"
+if [ "$rc" -eq 124 ] || [ "$elapsed" -ge "$limit" ]; then
+  if [ "$mode" = die-timeout ] && grep -q "aborting the job" "$out"; then
+    echo "note: rank 0 aborted; mpirun --enable-recovery did not end the job by itself"
+  else
+    fail "the job hung (stopped by the ${limit} s timeout)"
+  fi
+fi
 [ "$rc" -ne 0 ] || [ "$mode" = die-timeout ] || fail "the job succeeded although a rank was lost"
 grep -q "UNEXPECTED" "$out" && fail "the coordinator went on as if nothing happened"
 case "$mode" in

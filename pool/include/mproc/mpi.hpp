@@ -32,7 +32,8 @@
 //    delivered: OpenMPI 4 has no fault tolerance (ULFM). Under `mpirun --enable-recovery` the
 //    job outlives the rank, but MPI never tells rank 0: only a time limit (task_timeout or
 //    with_timeout) ends the lost task, with TaskTimeoutError, and the exit then aborts as above
-//    after 10 s. Where tasks may crash, use local pools.
+//    after 10 s (in this mode OpenMPI 4.1 sometimes leaves mpirun running after the abort:
+//    run such jobs under `timeout`). Where tasks may crash, use local pools.
 //  - maxtasksperchild, max_retries, max_memory_per_child, max_address_space_per_child and
 //    start_method do not apply to ranks and are ignored.
 //  - One MPI pool at a time per program (ranks are a fixed resource): making a second while

@@ -2,7 +2,6 @@
 
 #include <poll.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -31,33 +30,8 @@ void Channel::send(std::span<const char> payload) {
                              " bytes exceeds the 1 GiB limit");
   }
   const std::uint32_t h[2] = {kMagic, static_cast<std::uint32_t>(payload.size())};
-  iovec iov[2] = {{const_cast<std::uint32_t*>(h), kHeader},
-                  {const_cast<char*>(payload.data()), payload.size()}};
-  std::size_t left = kHeader + payload.size();
-  int first = 0;
-  while (left > 0) {
-    msghdr mh{};
-    mh.msg_iov = iov + first;
-    mh.msg_iovlen = static_cast<std::size_t>(2 - first);
-    const ssize_t n = ::sendmsg(fd_.get(), &mh, MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EPIPE || errno == ECONNRESET) {
-        throw BrokenPipeError("the far end of the manager connection is closed");
-      }
-      throw std::system_error(errno, std::generic_category(), "sendmsg");
-    }
-    left -= static_cast<std::size_t>(n);
-    auto done = static_cast<std::size_t>(n);
-    while (first < 2 && done >= iov[first].iov_len) {
-      done -= iov[first].iov_len;
-      ++first;
-    }
-    if (first < 2) {
-      iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + done;
-      iov[first].iov_len -= done;
-    }
-  }
+  send_head_and_body(fd_.get(), {reinterpret_cast<const char*>(h), kHeader}, payload,
+                     "manager connection");
 }
 
 void Channel::wait_readable() {

@@ -62,6 +62,12 @@ ssize_t recv_fds(int sock, void* data, std::size_t size, std::vector<int>& fds, 
 // if that already happened between fork and here.
 void die_with_parent(pid_t expected_parent) noexcept;
 
+// Writes `head` then `body` with sendmsg (one call unless the kernel takes them in parts),
+// MSG_NOSIGNAL. Throws BrokenPipeError (naming `what`) when the peer is gone (EPIPE,
+// ECONNRESET), std::system_error otherwise. The framing of Pipes and Manager connections.
+void send_head_and_body(int fd, std::span<const char> head, std::span<const char> body,
+                        const char* what);
+
 // Closes every descriptor above 2 except those listed.
 void close_fds_except(std::span<const int> keep) noexcept;
 
