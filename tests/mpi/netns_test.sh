@@ -56,12 +56,24 @@ printf '10.77.0.1 slots=1\n10.77.0.2 slots=1\n10.77.0.3 slots=1\n' >"$tmp/hosts"
 # The ctest environment keeps single-host runs on shared memory and loopback; here the ranks
 # must use the namespaces' network.
 unset OMPI_MCA_btl OMPI_MCA_oob_tcp_if_include
+run_job() {
+  timeout --kill-after=5 40 ip netns exec "${p}h1" "$mpirun" -n 3 --hostfile "$tmp/hosts" \
+    --mca plm_rsh_agent "$tmp/netns-rsh.sh" --mca plm_rsh_no_tree_spawn 1 \
+    --mca btl self,tcp --mca btl_tcp_if_include 10.77.0.0/24 \
+    --mca oob_tcp_if_include 10.77.0.0/24 "$app" >"$tmp/out" 2>&1
+}
 start=$(date +%s)
-timeout --kill-after=5 90 ip netns exec "${p}h1" "$mpirun" -n 3 --hostfile "$tmp/hosts" \
-  --mca plm_rsh_agent "$tmp/netns-rsh.sh" --mca plm_rsh_no_tree_spawn 1 \
-  --mca btl self,tcp --mca btl_tcp_if_include 10.77.0.0/24 \
-  --mca oob_tcp_if_include 10.77.0.0/24 "$app" >"$tmp/out" 2>&1
+run_job
 rc=$?
+if [ "$rc" -eq 124 ]; then
+  # Seen twice in about fifteen runs on a loaded machine, before MPI tests took turns: mpirun
+  # ran into the time limit (its output was not kept, so the cause is not known). Show what it
+  # printed and launch once more: a second stall fails the test.
+  cat "$tmp/out"
+  echo "note: the job did not finish within 40 s; launching it once more"
+  run_job
+  rc=$?
+fi
 cat "$tmp/out"
 echo "== mpirun exit code $rc after $(($(date +%s) - start)) s"
 [ "$rc" -eq 0 ] || { echo "FAIL: the multi-host job failed"; exit 1; }
