@@ -164,7 +164,9 @@ std::uint64_t type_tag(const std::type_info& t) noexcept {
 }
 
 const std::string& executable_fingerprint() {
-  static const std::string fp = [] {
+  // Never destroyed: a static Manager's destructor connects (and says hello) during exit,
+  // possibly after this function's statics would have been destroyed.
+  static const std::string* fp = new std::string([] {
     std::string id = fingerprint_from_build_id();
     if (!id.empty()) return "build-id:" + id;
     // No build id (linked with --build-id=none): the file's identity is the next best thing.
@@ -177,8 +179,8 @@ const std::string& executable_fingerprint() {
                              std::to_string(st.st_size) + ":" + std::to_string(st.st_mtim.tv_sec) +
                              "." + std::to_string(st.st_mtim.tv_nsec);
     return "file:" + std::to_string(std::hash<std::string>{}(file));
-  }();
-  return fp;
+  }());
+  return *fp;
 }
 
 Bytes begin_request(std::uint32_t id, Op op) {
