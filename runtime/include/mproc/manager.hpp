@@ -38,6 +38,11 @@
 // destroying it does nothing. A process that may not start children (a daemon Process, a Pool
 // worker) cannot start a Manager (ProcessError): start it outside and pass proxies in.
 //
+// Latency: while the server has CPUs to spare (no more clients busy in the last 2 ms than half
+// the CPUs), the server thread and its client wait for the next message by polling for up to
+// 50 µs before sleeping: a call costs a few µs instead of two cross-core wake-ups, for at most
+// 50 µs of CPU per call on each side. Busier servers never poll.
+//
 // Limits: a connection has handshake_timeout to finish the whole handshake (not per read), at
 // most 64 connections may be in their handshake at once, and max_clients is clamped to what the
 // server's descriptor limit allows. A request above max_message_bytes is read and dropped and

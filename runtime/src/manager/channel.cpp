@@ -49,6 +49,22 @@ void Channel::wait_readable() {
   }
 }
 
+// Polls the socket without sleeping for up to spin_: a reply that comes back within it is
+// taken without the cost of being woken on another core (tens of µs on a VM). Returns whether
+// bytes arrived (appended to buf_) or the peer closed (then the blocking recv reports it).
+bool Channel::spin_for_data() {
+  const auto until = std::chrono::steady_clock::now() + spin_;
+  do {
+    const ssize_t got = ::recv(fd_.get(), buf_.data() + end_, buf_.size() - end_, MSG_DONTWAIT);
+    if (got > 0) {
+      end_ += static_cast<std::size_t>(got);
+      return true;
+    }
+    if (got == 0 || (errno != EAGAIN && errno != EINTR)) return false;
+  } while (std::chrono::steady_clock::now() < until);
+  return false;
+}
+
 bool Channel::fill(std::size_t n) {
   if (end_ - begin_ >= n) return true;
   if (begin_ > 0) {  // compact: unread bytes to the front
@@ -59,6 +75,7 @@ bool Channel::fill(std::size_t n) {
   if (buf_.size() < std::max(n, kReadChunk)) buf_.resize(std::max(n, kReadChunk));
   const bool had_bytes = end_ > 0;
   while (end_ < n) {
+    if (spin_.count() > 0 && !deadline_ && spin_for_data()) continue;
     wait_readable();
     const ssize_t got = ::recv(fd_.get(), buf_.data() + end_, buf_.size() - end_, 0);
     if (got < 0) {

@@ -33,6 +33,9 @@ class Channel {
     deadline_ = d;
   }
 
+  // Before sleeping in recv, poll for up to `d` (0: never). See spin_for_data.
+  void set_spin(std::chrono::microseconds d) noexcept { spin_ = d; }
+
   // Sends one message with one sendmsg (more if the kernel takes it in parts). Throws
   // SerializationError above 1 GiB, BrokenPipeError when the peer is gone, std::system_error
   // otherwise.
@@ -54,12 +57,14 @@ class Channel {
   // Makes at least `n` unread bytes available in buf_; false at a clean EOF before any byte.
   bool fill(std::size_t n);
   void wait_readable();
+  bool spin_for_data();
 
   UniqueFd fd_;
   Bytes buf_;
   std::size_t begin_ = 0, end_ = 0;  // unread bytes: buf_[begin_, end_)
   bool broken_ = false;
   std::optional<std::chrono::steady_clock::time_point> deadline_;
+  std::chrono::microseconds spin_{0};
 };
 
 }  // namespace mproc::detail

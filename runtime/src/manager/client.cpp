@@ -115,6 +115,7 @@ Channel& connection(const ProxyRef& ref) {
   prune_dead_connections();
   Cached c;
   c.conn = open_connection(ref.address, ref.authkey, kConnectTimeout);
+
   {
     std::lock_guard lock(registry().mu);
     registry().fds.insert(c.conn->fileno());
@@ -195,9 +196,11 @@ Bytes call(const ProxyRef& ref, const Bytes& request) {
   if (ref.address.empty()) throw ClosedError("empty manager proxy");
   Bytes reply;
   std::unique_ptr<Channel> once;  // after this thread's cache is gone (static destructors)
+  Channel* used = nullptr;
   try {
     if (t_cache_gone) once = open_connection(ref.address, ref.authkey, kConnectTimeout);
     Channel& c = once ? *once : connection(ref);
+    used = &c;
     c.send(request);
     c.recv(reply, kDefaultMaxFrameBytes);
   } catch (const AuthenticationError&) {
@@ -215,7 +218,11 @@ Bytes call(const ProxyRef& ref, const Bytes& request) {
                        "' (it was shut down or died): " + e.what());
   }
   if (reply.empty()) throw ManagerError("empty reply from the manager at '" + ref.address + "'");
-  const char status = reply[0];
+  // The server's hint: it has CPUs to spare, so wait for the next reply by polling (see
+  // kStatusSpin in protocol.hpp).
+  const auto byte = static_cast<std::uint8_t>(reply[0]);
+  used->set_spin((byte & kStatusSpin) != 0 ? kSpinWait : kNoSpin);
+  const char status = static_cast<char>(byte & ~kStatusSpin);
   reply.erase(reply.begin());
   if (status == 0) return reply;
   std::rethrow_exception(decode_exception(reply));

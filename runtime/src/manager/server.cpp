@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -23,6 +24,7 @@
 #include "mproc/errors.hpp"
 #include "mproc/logging.hpp"
 #include "mproc/manager/detail/client.hpp"
+#include "mproc/process_info.hpp"
 #include "mproc/serialize/exception_wire.hpp"
 #include "mproc/serialize/frame.hpp"
 
@@ -127,6 +129,44 @@ class Server {
     done_cv_.wait_for(lock, std::chrono::seconds(2), [&] { return live_ == 0; });
   }
 
+  static std::int64_t now_ns() noexcept {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  }
+  int take_slot() {
+    std::lock_guard lock(mu_);
+    for (int i = 0; i < kSlots; ++i) {
+      if (!slot_used_[static_cast<std::size_t>(i)]) {
+        slot_used_[static_cast<std::size_t>(i)] = true;
+        active_[static_cast<std::size_t>(i)].store(1, std::memory_order_relaxed);  // long ago
+        return i;
+      }
+    }
+    unslotted_.fetch_add(1);
+    return kNoSlot;
+  }
+  void free_slot(int slot) {
+    if (slot == kNoSlot) {
+      unslotted_.fetch_sub(1);
+      return;
+    }
+    std::lock_guard lock(mu_);
+    active_[static_cast<std::size_t>(slot)].store(0, std::memory_order_relaxed);
+    slot_used_[static_cast<std::size_t>(slot)] = false;
+  }
+  void mark_active(int slot) noexcept {
+    if (slot >= 0 && slot < kSlots) {
+      active_[static_cast<std::size_t>(slot)].store(now_ns(), std::memory_order_relaxed);
+    }
+  }
+  std::size_t active_clients() const noexcept {
+    const std::int64_t since = now_ns() - 2'000'000;
+    std::size_t n = unslotted_.load(std::memory_order_relaxed);
+    for (const auto& a : active_) n += a.load(std::memory_order_relaxed) > since ? 1 : 0;
+    return n;
+  }
+
   void serve(std::uint64_t id, UniqueFd fd) {
     Session s;
     s.id = id;
@@ -135,6 +175,7 @@ class Server {
     s.stopping = &stopping_;
     Channel conn(std::move(fd));
     bool pending = true;
+    int slot = -1;  // in active_: -1 not yet, kNoSlot when every slot was taken
     const auto done_pending = [&] {
       if (!pending) return;
       pending = false;
@@ -155,12 +196,14 @@ class Server {
       conn.set_deadline(std::nullopt);
       set_io_timeout(s.fd, 0);
       done_pending();
+      slot = take_slot();
       Bytes req, rep;
       for (;;) {
         rep.clear();
         bool stop_after = false;
         try {
           conn.recv(req, cfg_.max_message_bytes, true);
+          mark_active(slot);
           if (!handle(req, rep, s, stop_after)) break;  // the client hung up while waiting
         } catch (const OversizedMessage& m) {           // skipped: answer, and keep the connection
           rep.assign(1, 1);
@@ -169,6 +212,11 @@ class Server {
                            " bytes exceeds the server's max_message_bytes (" +
                            std::to_string(cfg_.max_message_bytes) + ")");
         }
+        // Poll for the next request, and let the client poll for this reply's successor,
+        // only while there are CPUs to spare (see kStatusSpin).
+        const bool spin = active_clients() <= spin_clients_;
+        conn.set_spin(spin ? kSpinWait : kNoSpin);
+        if (spin) rep[0] = static_cast<char>(static_cast<std::uint8_t>(rep[0]) | kStatusSpin);
         conn.send(rep);
         if (stop_after) {
           request_stop();
@@ -187,6 +235,7 @@ class Server {
       get_logger()->debug("manager: connection {} dropped: {}", id, e.what());
     }
     done_pending();
+    if (slot >= 0) free_slot(slot);
     std::vector<std::shared_ptr<ManagedObject>> objs;
     {
       std::lock_guard lock(mu_);
@@ -289,7 +338,19 @@ class Server {
   std::condition_variable done_cv_;
   std::unordered_map<std::uint64_t, int> sessions_;  // id -> descriptor, while it is open
   std::size_t live_ = 0;                             // session threads not yet finished
-  std::size_t pending_ = 0;                          // sessions still in their handshake
+  // Which clients are busy: each authenticated session has a slot holding the time of its last
+  // request; a client counts as active for 2 ms after one (an idle connection, such as the
+  // owner's while its children do the work, does not count). Beyond kSlots sessions the extra
+  // ones always count: no polling then.
+  static constexpr int kSlots = 64;
+  static constexpr int kNoSlot = kSlots;
+  std::array<std::atomic<std::int64_t>, kSlots> active_{};  // ns of the last request; 0: free
+  std::array<bool, kSlots> slot_used_{};                    // under mu_
+  std::atomic<std::size_t> unslotted_{0};
+  // Polling pays while each client's server thread and the client itself have a CPU: at most
+  // half the CPUs' worth of clients (one client on two CPUs).
+  const std::size_t spin_clients_ = std::max<std::size_t>(1, cpu_count() / 2);
+  std::size_t pending_ = 0;  // sessions still in their handshake
   std::chrono::steady_clock::time_point backoff_until_{};
   std::uint64_t next_session_ = 1;
   std::unordered_map<std::uint32_t, std::shared_ptr<ManagedObject>> objects_;
