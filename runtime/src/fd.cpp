@@ -126,10 +126,19 @@ void die_with_parent(pid_t expected_parent) noexcept {
 }
 
 void close_fds_except(std::span<const int> keep) noexcept {
-  std::vector<int> k(keep.begin(), keep.end());
-  std::sort(k.begin(), k.end());
+  // No allocation: this runs in a child between fork and exec, where another thread of the
+  // parent may have held the allocator's lock (fatal for sanitizer allocators and some others).
+  constexpr std::size_t kMax = 256;
+  int k[kMax];
+  std::size_t n = 0;
+  for (int fd : keep) {
+    if (n == kMax) return;  // more than we can sort here: close nothing rather than too much
+    std::size_t i = n++;
+    for (; i > 0 && k[i - 1] > fd; --i) k[i] = k[i - 1];  // insertion sort: a handful of fds
+    k[i] = fd;
+  }
   unsigned lo = 3;
-  for (int fd : k) {
+  for (int fd : std::span<const int>(k, n)) {
     if (fd < static_cast<int>(lo)) continue;
     if (static_cast<unsigned>(fd) > lo) ::close_range(lo, static_cast<unsigned>(fd) - 1, 0);
     lo = static_cast<unsigned>(fd) + 1;

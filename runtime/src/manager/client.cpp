@@ -9,12 +9,12 @@
 
 #include <poll.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstring>
 #include <memory>
 #include <mutex>
-#include <set>
 #include <system_error>
 #include <unordered_map>
 
@@ -32,8 +32,24 @@ namespace {
 // for it). Never destroyed: a static Manager's destructor may run after other statics.
 struct Registry {
   std::mutex mu;
-  std::set<int> fds;
+  // A fixed array, not a container: the atfork child handler must not allocate (another thread
+  // may have held the allocator's lock at the fork). Connections beyond it are not closed in
+  // children (a process with over 1024 manager connections).
+  std::array<int, 1024> fds{};
+  std::size_t count = 0;
   std::atomic<std::uint64_t> generation{1};  // bumped in every forked child
+
+  void add(int fd) {
+    if (count < fds.size()) fds[count++] = fd;
+  }
+  void remove(int fd) {
+    for (std::size_t i = 0; i < count; ++i) {
+      if (fds[i] == fd) {
+        fds[i] = fds[--count];
+        return;
+      }
+    }
+  }
 };
 Registry& registry() {
   static Registry* r = [] {
@@ -41,8 +57,8 @@ Registry& registry() {
     ::pthread_atfork([] { registry().mu.lock(); }, [] { registry().mu.unlock(); },
                      [] {
                        Registry& g = registry();
-                       for (int fd : g.fds) ::close(fd);
-                       g.fds.clear();
+                       for (std::size_t i = 0; i < g.count; ++i) ::close(g.fds[i]);
+                       g.count = 0;
                        g.generation.fetch_add(1);
                        g.mu.unlock();
                      });
@@ -67,7 +83,7 @@ struct Cached {
       conn->abandon();  // the atfork handler closed this process's copy already
     } else {
       std::lock_guard lock(registry().mu);
-      registry().fds.erase(conn->fileno());
+      registry().remove(conn->fileno());
     }
     conn.reset();
   }
@@ -118,7 +134,7 @@ Channel& connection(const ProxyRef& ref) {
 
   {
     std::lock_guard lock(registry().mu);
-    registry().fds.insert(c.conn->fileno());
+    registry().add(c.conn->fileno());
     c.generation = registry().generation.load();
   }
   return *connections().emplace(key, std::move(c)).first->second.conn;
