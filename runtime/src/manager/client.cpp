@@ -96,6 +96,7 @@ struct Cached {
 thread_local bool t_cache_gone = false;
 struct ConnectionCache {
   std::unordered_map<std::string, Cached> map;
+  std::string key;  // reused for every lookup: no allocation per proxy call
   ~ConnectionCache() { t_cache_gone = true; }
 };
 thread_local ConnectionCache t_cache;
@@ -123,7 +124,8 @@ void prune_dead_connections() {
 
 Channel& connection(const ProxyRef& ref) {
   // Keyed by the key too: a connection authenticated with one key proves nothing for another.
-  const std::string key = cache_key(ref.address, ref.authkey);
+  std::string& key = t_cache.key;
+  key.assign(ref.address).append(1, '\0').append(ref.authkey);
   if (auto it = connections().find(key); it != connections().end()) {
     if (it->second.conn && !it->second.stale()) return *it->second.conn;
     connections().erase(it);
