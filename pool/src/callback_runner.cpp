@@ -2,6 +2,7 @@
 
 #include "mproc/logging.hpp"
 #include "mproc/pool/async_result.hpp"
+#include "mproc/runtime/before_fork.hpp"
 
 namespace mproc::detail {
 
@@ -34,7 +35,11 @@ void CallbackRunner::post(std::function<void()> job) {
   {
     std::lock_guard lock(mu_);
     jobs_.push_back(std::move(job));
-    if (!thread_.joinable()) thread_ = std::thread([this] { loop(); });
+    if (!thread_.joinable())
+      thread_ = std::thread([this] {
+        block_sigint_in_this_thread();
+        loop();
+      });
   }
   cv_.notify_one();
 }

@@ -21,7 +21,9 @@
 
 #include "mproc/logging.hpp"
 #include "mproc/process_info.hpp"
+#include "mproc/runtime/before_fork.hpp"
 #include "mproc/runtime/fd.hpp"
+#include "mproc/runtime/owner.hpp"
 #include "mproc/runtime/zygote.hpp"
 #include "mproc/serialize/exception_wire.hpp"
 #include "mproc/serialize/frame.hpp"
@@ -120,6 +122,7 @@ class Coordinator::Impl {
     // of the pool holds a lock at that moment, and PR_SET_PDEATHSIG ties the zygote to this
     // thread, which lives exactly as long as the pool.
     io_thread_ = std::thread([this, &started] {
+      block_sigint_in_this_thread();
       try {
         // The progress slots live in a memfd: forked workers inherit the mapping, the fork
         // server's zygote and spawned workers map the descriptor.
@@ -1019,7 +1022,14 @@ class Coordinator::Impl {
 };
 
 Coordinator::Coordinator(const PoolOptions& options) : impl_(std::make_unique<Impl>(options)) {}
-Coordinator::~Coordinator() = default;
+Coordinator::~Coordinator() {
+  // A copy in a fork child: the I/O thread and the workers are the owner's; even closing the
+  // asio descriptors would take the owner's sockets out of the epoll set the two processes share.
+  if (!owner_.here()) abandon(impl_);
+}
+void Coordinator::check_owner() const {
+  if (!owner_.here()) throw PoolStateError(not_owner_message("pool", owner_.pid()));
+}
 std::size_t Coordinator::processes() const noexcept {
   return impl_->processes();
 }
@@ -1033,18 +1043,23 @@ const std::shared_ptr<CallbackRunner>& Coordinator::callback_runner() const noex
   return impl_->runner();
 }
 void Coordinator::submit(std::vector<std::unique_ptr<Task>>& tasks) {
+  check_owner();
   impl_->submit(tasks);
 }
 void Coordinator::cancel(std::vector<std::uint64_t> ids) {
+  check_owner();
   impl_->cancel(std::move(ids));
 }
 void Coordinator::close() {
+  check_owner();
   impl_->close();
 }
 void Coordinator::join() {
+  check_owner();
   impl_->join();
 }
 void Coordinator::terminate() {
+  check_owner();
   impl_->terminate();
 }
 bool Coordinator::closed() const noexcept {

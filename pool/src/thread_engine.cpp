@@ -12,11 +12,16 @@ ThreadEngine::ThreadEngine(std::size_t threads) : runner_(std::make_shared<Callb
 }
 
 ThreadEngine::~ThreadEngine() {
+  if (!owner_.here()) {  // reached only if a fork child drops the last handle another way
+    for (auto& t : threads_) abandon(t);
+    return;
+  }
   terminate();
   runner_->drain();
 }
 
 void ThreadEngine::submit(std::vector<std::unique_ptr<ChunkJob>>& jobs) {
+  if (!owner_.here()) throw PoolStateError(not_owner_message("thread pool", owner_.pid()));
   {
     std::lock_guard lock(mu_);
     if (terminated_) throw PoolStateError("the pool has been terminated");
@@ -28,6 +33,7 @@ void ThreadEngine::submit(std::vector<std::unique_ptr<ChunkJob>>& jobs) {
 }
 
 void ThreadEngine::submit(std::unique_ptr<ThreadJob> job) {
+  if (!owner_.here()) throw PoolStateError(not_owner_message("thread pool", owner_.pid()));
   {
     std::lock_guard lock(mu_);
     if (terminated_) throw PoolStateError("the pool has been terminated");
@@ -38,6 +44,7 @@ void ThreadEngine::submit(std::unique_ptr<ThreadJob> job) {
 }
 
 void ThreadEngine::close() {
+  if (!owner_.here()) throw PoolStateError(not_owner_message("thread pool", owner_.pid()));
   std::lock_guard lock(mu_);
   closed_ = true;
 }
@@ -53,6 +60,7 @@ bool ThreadEngine::terminated() const {
 }
 
 void ThreadEngine::join() {
+  if (!owner_.here()) throw PoolStateError(not_owner_message("thread pool", owner_.pid()));
   {
     std::unique_lock lock(mu_);
     if (!closed_ && !terminated_) {
@@ -72,6 +80,7 @@ void ThreadEngine::join() {
 }
 
 void ThreadEngine::terminate() {
+  if (!owner_.here()) throw PoolStateError(not_owner_message("thread pool", owner_.pid()));
   std::deque<std::unique_ptr<ThreadJob>> dropped;
   {
     std::lock_guard lock(mu_);

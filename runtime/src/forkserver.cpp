@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "mproc/errors.hpp"
+#include "mproc/runtime/before_fork.hpp"
 #include "mproc/runtime/fd.hpp"
 
 namespace mproc::detail {
@@ -43,8 +44,7 @@ Server& server() {
     if (n <= 0) ::_exit(0);  // the program closed us or is gone
     const pid_t pid = ::fork();
     if (pid == 0) {
-      ::close(sock);
-      ::signal(SIGINT, SIG_DFL);
+      ::close(sock);  // SIGINT stays ignored: every child is a pool's zygote (zygote.cpp)
       die_with_parent(self);
       child_main({buf.data(), static_cast<std::size_t>(n)}, fds);
       ::_exit(0);
@@ -67,6 +67,7 @@ void start_forkserver(ForkServerChild child_main) {
   if (s.sock) return;
   auto [mine, theirs] = make_socketpair(SOCK_SEQPACKET);
   const pid_t program = ::getpid();
+  flush_stdio_before_fork();
   const pid_t pid = ::fork();
   if (pid < 0) throw std::system_error(errno, std::generic_category(), "fork the fork server");
   if (pid == 0) {

@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <system_error>
 
+#include "mproc/runtime/before_fork.hpp"
+#include "mproc/runtime/owner.hpp"
 #include "mproc/runtime/process_table.hpp"
 #include "mproc/start_method.hpp"
 
@@ -32,6 +34,14 @@ void Process::check_not_closed() const {
   if (closed_) throw ProcessError("process object is closed");
 }
 
+void Process::check_parent() const {
+  // Python: "can only join a child process". A fork child's copy would wait forever: the
+  // process is not its child, and its table never learns of the exit.
+  if (state_ && state_->parent != detail::current_pid()) {
+    throw ProcessError(detail::not_owner_message("process object", state_->parent));
+  }
+}
+
 void Process::daemon(bool on) {
   if (state_) throw ProcessError("process has already started: daemon must be set before start()");
   daemon_ = on;
@@ -55,8 +65,7 @@ void Process::start() {
 }
 
 void Process::start_fork() {
-  std::fflush(stdout);  // or the child would print the parent's buffered output again
-  std::fflush(stderr);
+  detail::flush_stdio_before_fork();
   auto st = std::make_shared<detail::ProcessState>();
   const pid_t parent = ::getpid();  // before the fork: the child checks it is still its parent
   const pid_t pid = ::fork();
@@ -84,12 +93,14 @@ void Process::child_after_fork(pid_t parent) {
 
 void Process::join() {
   check_not_closed();
+  check_parent();
   if (!state_) throw ProcessError("can only join a started process");
   detail::table_wait(*state_, std::nullopt);
 }
 
 bool Process::join_for(std::chrono::nanoseconds timeout) {
   check_not_closed();
+  check_parent();
   if (!state_) throw ProcessError("can only join a started process");
   if (timeout < std::chrono::nanoseconds::zero()) timeout = std::chrono::nanoseconds::zero();
   return detail::table_wait(*state_, timeout);
@@ -97,6 +108,7 @@ bool Process::join_for(std::chrono::nanoseconds timeout) {
 
 bool Process::is_alive() const {
   check_not_closed();
+  check_parent();
   return state_ && !detail::table_exitcode(*state_).has_value();
 }
 

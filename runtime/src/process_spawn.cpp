@@ -21,6 +21,7 @@
 
 #include "mproc/logging.hpp"
 #include "mproc/process.hpp"
+#include "mproc/runtime/before_fork.hpp"
 #include "mproc/runtime/process_table.hpp"
 #include "mproc/serialize/frame.hpp"
 #include "mproc/start_method.hpp"
@@ -52,6 +53,18 @@ void clear_cloexec(int fd) {
   if (flags >= 0) ::fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC);
 }
 
+// GCC 12 reports a false -Wstringop-overflow in the vector growth of this encoding, depending
+// on what else the calling function does (a flush before the fork was enough to trigger it).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wstringop-overflow"
+detail::Bytes encode_bootstrap(Bootstrap& b) {
+  detail::Bytes msg;
+  detail::WireOutputArchive ar(msg);
+  ar(b);
+  return msg;
+}
+#pragma GCC diagnostic pop
+
 bool read_exact(int fd, void* data, std::size_t size) {
   char* p = static_cast<char*>(data);
   while (size > 0) {
@@ -77,11 +90,7 @@ void Process::start_spawn() {
               daemon_, ::getpid(), static_cast<std::int32_t>(get_logger()->level()),
               {},      target_};
   b.fds = target_fds_;
-  detail::Bytes msg;
-  {
-    detail::WireOutputArchive ar(msg);
-    ar(b);
-  }
+  const detail::Bytes msg = encode_bootstrap(b);
   const std::uint64_t len = msg.size();
 
   auto [mine, theirs] = detail::make_socketpair(SOCK_STREAM);
@@ -108,8 +117,7 @@ void Process::start_spawn() {
   const pid_t parent = ::getpid();
   const bool daemon = daemon_;
 
-  std::fflush(stdout);
-  std::fflush(stderr);
+  detail::flush_stdio_before_fork();
   const pid_t pid = ::fork();
   if (pid < 0) throw std::system_error(errno, std::generic_category(), "fork");
   if (pid == 0) {

@@ -23,6 +23,7 @@
 #include "mproc/logging.hpp"
 #include "mproc/process.hpp"
 #include "mproc/process_info.hpp"
+#include "mproc/runtime/owner.hpp"
 
 namespace mproc::detail {
 namespace {
@@ -120,6 +121,7 @@ void at_exit() {
 }  // namespace
 
 void table_add(const std::shared_ptr<ProcessState>& st) {
+  st->parent = current_pid();
   Table& t = table();
   std::lock_guard lock(t.mu);
   if (!t.epoll) {

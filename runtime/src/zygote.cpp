@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "mproc/errors.hpp"
+#include "mproc/runtime/before_fork.hpp"
 
 namespace mproc::detail {
 namespace {
@@ -51,6 +52,17 @@ ssize_t recv_with_fd(int sock, Wire& msg, int* fd, int flags) {
 [[noreturn]] void run_zygote(int ctl, pid_t parent, const Zygote::WorkerMain& worker_main,
                              std::span<const int> keep_fds) {
   die_with_parent(parent);
+  // Ctrl-C reaches the whole process group. The program decides what it means: a program that
+  // handles it keeps its pool (close(); join() finishes the work), one that does not dies and
+  // takes the zygote with it (PR_SET_PDEATHSIG). Under fork the zygote would otherwise inherit
+  // whatever handler the program had when the pool was made; under forkserver, the default.
+  ::signal(SIGINT, SIG_IGN);
+  {
+    sigset_t intr;  // blocked by the thread that forked us (before_fork.hpp)
+    sigemptyset(&intr);
+    sigaddset(&intr, SIGINT);
+    ::sigprocmask(SIG_UNBLOCK, &intr, nullptr);
+  }
   // A fork server ignores SIGCHLD to have its children reaped; the zygote reports them instead.
   ::signal(SIGCHLD, SIG_DFL);
   sigset_t chld;
@@ -135,6 +147,7 @@ ssize_t recv_with_fd(int sock, Wire& msg, int* fd, int flags) {
 Zygote::Zygote(WorkerMain worker_main, std::span<const int> keep_fds) {
   auto [mine, theirs] = make_socketpair(SOCK_SEQPACKET);
   const pid_t coordinator = ::getpid();
+  flush_stdio_before_fork();
   const pid_t pid = ::fork();
   if (pid < 0) throw std::system_error(errno, std::generic_category(), "fork zygote");
   if (pid == 0) {

@@ -12,7 +12,10 @@
 //
 // Lifetime: ~Pool closes and joins — all submitted work finishes and every callback runs —
 // unless the pool was terminated or PoolOptions::terminate_on_destroy is set, in which case it
-// terminates. It never leaves a child process or a zombie behind.
+// terminates. It never leaves a child process or a zombie behind. A pool acts only in the process
+// that made it: in a child made with fork() (or a worker that calls exit() while the program
+// holds a static Pool) its destructor does nothing, and every call throws PoolStateError naming
+// the owner.
 //
 // Failure: a worker that dies (crash, exit() in a task, kill -9) fails the task it was running
 // with WorkerLostError (or re-runs it, up to PoolOptions::max_retries) and is replaced; tasks
@@ -68,6 +71,10 @@ class Pool : public detail::PoolApi<Pool> {
   Pool& operator=(const Pool&) = delete;
 
   ~Pool() {
+    if (!owner_.here()) {  // a copy in a fork child: the pool is the parent's (owner.hpp)
+      detail::abandon(coord_);
+      return;
+    }
     try {
       if (terminate_on_destroy_ || coord_->terminated()) {
         coord_->terminate();
@@ -228,6 +235,7 @@ class Pool : public detail::PoolApi<Pool> {
 
   std::shared_ptr<detail::PoolEngine> coord_;
   bool terminate_on_destroy_;
+  detail::OwnerPid owner_;
 };
 
 }  // namespace mproc

@@ -27,6 +27,7 @@
 #include "mproc/pool/detail/tasks.hpp"
 #include "mproc/pool/detail/thread_engine.hpp"
 #include "mproc/pool/imap.hpp"
+#include "mproc/runtime/owner.hpp"
 
 namespace mproc {
 
@@ -163,6 +164,10 @@ class ThreadPool : public detail::PoolApi<ThreadPool> {
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
   ~ThreadPool() {
+    if (!owner_.here()) {  // a copy in a fork child: its threads are the parent's (owner.hpp)
+      detail::abandon(engine_);
+      return;
+    }
     if (engine_->terminated()) {
       engine_->terminate();
     } else {
@@ -263,6 +268,7 @@ class ThreadPool : public detail::PoolApi<ThreadPool> {
   }
 
   std::shared_ptr<detail::ThreadEngine> engine_;
+  detail::OwnerPid owner_;
 };
 
 }  // namespace mproc

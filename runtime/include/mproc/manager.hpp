@@ -72,6 +72,7 @@
 #include <string>
 
 #include "mproc/manager/proxies.hpp"
+#include "mproc/runtime/owner.hpp"
 
 namespace mproc {
 
@@ -110,7 +111,9 @@ class Manager {
 
   // Starts the server (only for a Manager made with options.start = false, or after shutdown).
   void start();
-  // Stops the server this Manager started; a no-op otherwise or when already stopped.
+  // Stops the server this Manager started; a no-op otherwise or when already stopped, and in
+  // any process but the one that made the Manager (a fork child's copy, e.g. a static Manager
+  // in a worker that calls exit(), leaves the server to its owner).
   void shutdown() noexcept;
   // Whether this Manager's server runs (for connect(): whether it answered the last ping).
   bool running() const;
@@ -175,6 +178,7 @@ class Manager {
   std::string address_;
   std::string authkey_;
   std::unique_ptr<Process> server_;  // null: a client, or not started
+  detail::OwnerPid owner_;           // only this process starts and stops the server
   bool client_only_ = false;         // made by connect()
 };
 

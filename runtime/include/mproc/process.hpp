@@ -37,6 +37,8 @@
 // ties it to the parent *thread* that called start()), and may not start children itself.
 //
 // Destroying a Process that still runs leaves the child running (as Python); it is still reaped.
+// Only the process that started a child may wait for it: join and is_alive in a child made with
+// fork() throw ProcessError naming the parent (Python: "can only join a child process").
 //
 // Thread safety: distinct Processes are independent. On one Process, join, is_alive, exitcode,
 // terminate, kill and sentinel may be called concurrently; start and close must not race with
@@ -140,6 +142,7 @@ class Process {
 
   bool join_for(std::chrono::nanoseconds timeout);
   void check_not_closed() const;
+  void check_parent() const;  // ProcessError in a process that did not start it
   void start_fork();
   void start_spawn();
   [[noreturn]] void child_after_fork(pid_t parent);

@@ -53,6 +53,7 @@ void Manager::start() {
   if (client_only_) {
     throw ManagerError("Manager::start: a Manager from connect() reaches a server; it has none");
   }
+  if (!owner_.here()) throw ManagerError(detail::not_owner_message("Manager", owner_.pid()));
   if (server_ && server_->is_alive()) throw ProcessError("Manager::start: the server already runs");
   const std::string requested =
       options_.address.empty() ? detail::private_unix_address() : options_.address;
@@ -87,6 +88,10 @@ void Manager::start() {
 
 void Manager::shutdown() noexcept {
   if (!server_) return;
+  if (!owner_.here()) {  // a fork child's copy: the server and its Process are the owner's
+    detail::abandon(server_);
+    return;
+  }
   try {
     if (server_->is_alive()) {
       // Over a connection of its own, bounded: a server that is stopped (SIGSTOP) or wedged
@@ -112,7 +117,7 @@ void Manager::shutdown() noexcept {
 }
 
 bool Manager::running() const {
-  if (server_) return server_->is_alive();
+  if (server_ && owner_.here()) return server_->is_alive();
   try {
     detail::ProxyRef ref{address_, authkey_, 0, detail::ObjectKind::kDict, 0};
     detail::call(ref, detail::begin_request(0, detail::Op::kPing));

@@ -3,6 +3,7 @@
 #include "manager/server.hpp"
 
 #include <poll.h>
+#include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -363,6 +364,9 @@ class Server {
 void manager_server_main(std::string address, std::string authkey, std::int64_t handshake_ms,
                          std::uint64_t max_clients, std::uint64_t max_message,
                          Connection<std::string> ready) {
+  // Ctrl-C reaches the whole process group; the program decides what it means, and a program
+  // that handles it still needs its Manager (Python's server ignores SIGINT too).
+  ::signal(SIGINT, SIG_IGN);
   UniqueFd listener;
   std::string bound;
   try {

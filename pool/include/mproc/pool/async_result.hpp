@@ -11,7 +11,9 @@
 // and swallowed.
 //
 // Thread safety: an AsyncResult is a cheap shared handle; all its const members may be called
-// concurrently from any threads, on the same or on copied handles.
+// concurrently from any threads, on the same or on copied handles. In a child made with fork(),
+// waiting for a result that was still pending at the fork throws PoolStateError (it would never
+// complete there); a ready one can still be read.
 #pragma once
 
 #include <atomic>
@@ -27,6 +29,7 @@
 
 #include "mproc/errors.hpp"
 #include "mproc/pool/detail/callback_runner.hpp"
+#include "mproc/runtime/owner.hpp"
 
 namespace mproc {
 
@@ -40,6 +43,7 @@ class StateBase {
 
   void wait() const {
     if (ready()) return;
+    check_owner();
     std::unique_lock lock(mu_);
     ++waiters_;
     cv_.wait(lock, [&] { return ready(); });
@@ -48,6 +52,7 @@ class StateBase {
 
   bool wait_for(std::chrono::nanoseconds timeout) const {
     if (ready()) return true;
+    check_owner();
     std::unique_lock lock(mu_);
     ++waiters_;
     const bool ok = cv_.wait_for(lock, timeout, [&] { return ready(); });
@@ -110,6 +115,11 @@ class StateBase {
     if (status_.load(std::memory_order_acquire) == kError) std::rethrow_exception(error_);
   }
 
+  // A fork child's copy of a pending result would never complete: its pool is the parent's.
+  void check_owner() const {
+    if (!owner_.here()) throw PoolStateError(not_owner_message("result", owner_.pid()));
+  }
+
   // Claims the right to complete; false when already completed.
   bool claim() noexcept { return !claimed_.exchange(true); }
 
@@ -118,6 +128,7 @@ class StateBase {
   mutable int waiters_ = 0;
   std::atomic<int> status_{0};
   std::atomic<bool> claimed_{false};
+  OwnerPid owner_;
   std::exception_ptr error_;
   std::function<void(std::exception_ptr)> on_error_;
   std::shared_ptr<CallbackRunner> runner_;

@@ -30,6 +30,7 @@ struct ProcessState {
   pid_t pid = 0;
   UniqueFd pidfd;
   bool daemon = false;
+  pid_t parent = 0;  // the process that started it: the only one that may wait for it
   // Guarded by the table's lock:
   std::optional<int> exitcode;
   Process* owner = nullptr;

@@ -21,6 +21,7 @@
 #include "mproc/pool/detail/callback_runner.hpp"
 #include "mproc/pool/detail/engine.hpp"
 #include "mproc/pool/pool_options.hpp"
+#include "mproc/runtime/owner.hpp"
 #include "mproc/serialize/wire_archive.hpp"
 
 namespace mproc::detail {
@@ -31,7 +32,8 @@ class Coordinator final : public PoolEngine {
   explicit Coordinator(const PoolOptions& options);
   Coordinator(const Coordinator&) = delete;
   Coordinator& operator=(const Coordinator&) = delete;
-  // Terminates if still running (the front end decides whether to close+join first).
+  // Terminates if still running (the front end decides whether to close+join first). In a fork
+  // child it touches nothing (see owner.hpp).
   ~Coordinator() override;
 
   std::size_t processes() const noexcept override;
@@ -67,6 +69,10 @@ class Coordinator final : public PoolEngine {
   class Impl;
 
  private:
+  // Throws PoolStateError in any process but the one that made the pool (a fork child).
+  void check_owner() const;
+
+  OwnerPid owner_;
   std::unique_ptr<Impl> impl_;
 };
 

@@ -14,6 +14,7 @@
 
 #include "mproc/pool/detail/callback_runner.hpp"
 #include "mproc/pool/detail/coordinator.hpp"
+#include "mproc/runtime/owner.hpp"
 
 namespace mproc::detail {
 
@@ -58,6 +59,7 @@ class ThreadEngine {
   std::mutex join_mu_;
   std::vector<std::thread> threads_;
   std::shared_ptr<CallbackRunner> runner_;
+  OwnerPid owner_;
 };
 
 }  // namespace mproc::detail
