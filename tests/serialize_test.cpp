@@ -237,7 +237,7 @@ std::vector<std::pair<std::uint64_t, std::uint64_t>> plt_sections() {
 
 }  // namespace
 
-// Run by the stripped copy too (ctest stripped.serialize_test.default), where the offsets are
+// Run by the stripped copy too (ctest stripped.serialize_test), where the offsets are
 // checked against .eh_frame_hdr instead of the symbol table.
 TEST(Callable, OffsetsInsideOrOutsideAFunctionAreRefusedWithTheReason) {
   const std::uint64_t f = offset_of_twice();
