@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <exception>
 #include <iterator>
 #include <limits>
 #include <map>
@@ -175,7 +176,8 @@ std::vector<std::uint64_t> eh_frame_starts(const std::string& module) {
     const std::string* name;
     std::vector<std::uint64_t> starts;
     bool first = true;
-  } s{&module, {}, true};
+    std::exception_ptr error;
+  } s{&module, {}, true, nullptr};
   dl_iterate_phdr(
       [](dl_phdr_info* info, size_t, void* data) -> int {
         auto* s = static_cast<Search*>(data);
@@ -197,14 +199,20 @@ std::vector<std::uint64_t> eh_frame_starts(const std::string& module) {
               hdr->p_memsz <= ph.p_filesz - (hdr->p_vaddr - ph.p_vaddr)) {
             const auto* bytes =
                 reinterpret_cast<const unsigned char*>(info->dlpi_addr + hdr->p_vaddr);
-            s->starts = eh_frame_hdr_function_starts(
-                std::span<const unsigned char>(bytes, hdr->p_memsz), hdr->p_vaddr);
+            // No exception may unwind through the loader's frames (it holds its lock).
+            try {
+              s->starts = eh_frame_hdr_function_starts(
+                  std::span<const unsigned char>(bytes, hdr->p_memsz), hdr->p_vaddr);
+            } catch (...) {
+              s->error = std::current_exception();
+            }
             break;
           }
         }
         return 1;
       },
       &s);
+  if (s.error) std::rethrow_exception(s.error);
   return std::move(s.starts);
 }
 
