@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
-#include <iterator>
 #include <map>
 #include <mproc/pool.hpp>
 #include <mproc/serialize/callable.hpp>
@@ -220,14 +219,19 @@ std::pair<std::span<const unsigned char>, std::uint64_t> main_eh_frame_hdr() {
 // The [begin, end) offsets of this executable's PLT sections, from its file's section headers.
 std::vector<std::pair<std::uint64_t, std::uint64_t>> plt_sections() {
   std::ifstream f("/proc/self/exe", std::ios::binary);
-  std::string elf((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  ElfW(Ehdr) eh;
-  std::memcpy(&eh, elf.data(), sizeof eh);
+  auto read_at = [&f](std::uint64_t at, void* to, std::size_t n) {
+    f.seekg(static_cast<std::streamoff>(at));
+    f.read(static_cast<char*>(to), static_cast<std::streamsize>(n));
+  };
+  ElfW(Ehdr) eh{};
+  read_at(0, &eh, sizeof eh);
   std::vector<ElfW(Shdr)> sh(eh.e_shnum);
-  std::memcpy(sh.data(), elf.data() + eh.e_shoff, sh.size() * sizeof(ElfW(Shdr)));
+  read_at(eh.e_shoff, sh.data(), sh.size() * sizeof(ElfW(Shdr)));
+  std::string names(sh.at(eh.e_shstrndx).sh_size, '\0');
+  read_at(sh[eh.e_shstrndx].sh_offset, names.data(), names.size());
   std::vector<std::pair<std::uint64_t, std::uint64_t>> plt;
   for (const auto& s : sh) {
-    const std::string name(elf.data() + sh[eh.e_shstrndx].sh_offset + s.sh_name);
+    const std::string name(names.c_str() + s.sh_name);
     if (name.rfind(".plt", 0) == 0 || name == ".iplt") {
       plt.emplace_back(s.sh_addr, s.sh_addr + s.sh_size);
     }
