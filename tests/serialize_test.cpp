@@ -1,15 +1,21 @@
 // The wire on its own: frames, bounded archives, callable naming, exceptions. No processes.
 #include <gtest/gtest.h>
+#include <link.h>
 
+#include <algorithm>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <mproc/pool.hpp>
 #include <mproc/serialize/callable.hpp>
+#include <mproc/serialize/eh_frame_hdr.hpp>
 #include <mproc/serialize/exception_wire.hpp>
 #include <mproc/serialize/frame.hpp>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace d = mproc::detail;
@@ -163,6 +169,151 @@ TEST(Callable, AnOffsetThatIsNotAFunctionStartIsRefused) {
   ar(std::tuple<int>(1));
   d::Bytes out;
   EXPECT_THROW(d::invoke_payload(payload, out), mproc::SerializationError);
+}
+
+namespace {
+
+// Runs twice's payload with its offset replaced; returns the error, or "" if it ran.
+std::string run_with_offset(std::uint64_t offset) {
+  d::Bytes payload;
+  d::encode_callable<int (*)(int), std::tuple<int>, d::CallShape::kApply>(payload, &twice, 1);
+  std::memcpy(payload.data() + payload.size() - 4 - 8, &offset, 8);
+  d::WireOutputArchive ar(payload);
+  ar(std::tuple<int>(1));
+  d::Bytes out;
+  try {
+    d::invoke_payload(payload, out);
+  } catch (const mproc::SerializationError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+std::uint64_t offset_of_twice() {
+  d::Bytes payload;
+  d::encode_callable<int (*)(int), std::tuple<int>, d::CallShape::kApply>(payload, &twice, 1);
+  std::uint64_t offset;
+  std::memcpy(&offset, payload.data() + payload.size() - 4 - 8, 8);
+  return offset;
+}
+
+// This executable's .eh_frame_hdr as the loader mapped it, and its offset from the load base.
+std::pair<std::span<const unsigned char>, std::uint64_t> main_eh_frame_hdr() {
+  std::pair<std::span<const unsigned char>, std::uint64_t> r;
+  dl_iterate_phdr(
+      [](dl_phdr_info* info, size_t, void* data) -> int {
+        auto* r = static_cast<std::pair<std::span<const unsigned char>, std::uint64_t>*>(data);
+        for (int i = 0; i < info->dlpi_phnum; ++i) {
+          const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+          if (ph.p_type != PT_GNU_EH_FRAME) continue;
+          r->first = {reinterpret_cast<const unsigned char*>(info->dlpi_addr + ph.p_vaddr),
+                      ph.p_memsz};
+          r->second = ph.p_vaddr;
+        }
+        return 1;  // the first module is the executable
+      },
+      &r);
+  return r;
+}
+
+// The [begin, end) offsets of this executable's PLT sections, from its file's section headers.
+std::vector<std::pair<std::uint64_t, std::uint64_t>> plt_sections() {
+  std::ifstream f("/proc/self/exe", std::ios::binary);
+  auto read_at = [&f](std::uint64_t at, void* to, std::size_t n) {
+    f.seekg(static_cast<std::streamoff>(at));
+    f.read(static_cast<char*>(to), static_cast<std::streamsize>(n));
+  };
+  ElfW(Ehdr) eh{};
+  read_at(0, &eh, sizeof eh);
+  std::vector<ElfW(Shdr)> sh(eh.e_shnum);
+  read_at(eh.e_shoff, sh.data(), sh.size() * sizeof(ElfW(Shdr)));
+  std::string names(sh.at(eh.e_shstrndx).sh_size, '\0');
+  read_at(sh[eh.e_shstrndx].sh_offset, names.data(), names.size());
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> plt;
+  for (const auto& s : sh) {
+    const std::string name(names.c_str() + s.sh_name);
+    if (name.rfind(".plt", 0) == 0 || name == ".iplt") {
+      plt.emplace_back(s.sh_addr, s.sh_addr + s.sh_size);
+    }
+  }
+  return plt;
+}
+
+}  // namespace
+
+// Run by the stripped copy too (ctest stripped.serialize_test), where the offsets are
+// checked against .eh_frame_hdr instead of the symbol table.
+TEST(Callable, OffsetsInsideOrOutsideAFunctionAreRefusedWithTheReason) {
+  const std::uint64_t f = offset_of_twice();
+  ASSERT_EQ(run_with_offset(f), "");
+  for (std::uint64_t forged :
+       {f + 1, f + 2, f + 4, f - 1, std::uint64_t{0}, std::uint64_t{1} << 40}) {
+    const std::string err = run_with_offset(forged);
+    EXPECT_NE(err.find("no function starts at offset " + std::to_string(forged)), std::string::npos)
+        << "offset " << forged << ": " << err;
+  }
+}
+
+TEST(Callable, TheExecutablesEhFrameHdrListsItsFunctions) {
+  const auto [hdr, at] = main_eh_frame_hdr();
+  ASSERT_FALSE(hdr.empty()) << "no PT_GNU_EH_FRAME";
+  const auto starts = d::eh_frame_hdr_function_starts(hdr, at);
+  ASSERT_FALSE(starts.empty()) << "the table's encodings were refused";
+  EXPECT_TRUE(std::is_sorted(starts.begin(), starts.end()));
+  const std::uint64_t f = offset_of_twice();
+  EXPECT_TRUE(std::binary_search(starts.begin(), starts.end(), f));
+  EXPECT_FALSE(std::binary_search(starts.begin(), starts.end(), f + 1));
+}
+
+// The linker gives the PLT an FDE: its first entry would call the lazy-binding resolver with a
+// garbage index. Listed in .eh_frame_hdr, it must still be refused.
+TEST(Callable, APltStubIsRefusedThoughItHasAnFde) {
+  const auto [hdr, at] = main_eh_frame_hdr();
+  const auto starts = d::eh_frame_hdr_function_starts(hdr, at);
+  int checked = 0;
+  for (const auto& [lo, hi] : plt_sections()) {
+    for (auto it = std::lower_bound(starts.begin(), starts.end(), lo);
+         it != starts.end() && *it < hi; ++it) {
+      EXPECT_NE(run_with_offset(*it).find("no function starts"), std::string::npos);
+      ++checked;
+    }
+  }
+  if (checked == 0) GTEST_SKIP() << "this executable has no PLT with an FDE";
+}
+
+TEST(Callable, EhFrameHdrParserAcceptsTheUsualLayoutAndRefusesTheRest) {
+  // version, eh_frame_ptr_enc (pcrel|sdata4), fde_count_enc (udata4), table_enc (datarel|sdata4)
+  auto make = [](std::vector<unsigned char> head, std::vector<std::int32_t> words) {
+    std::vector<unsigned char> b = std::move(head);
+    for (std::int32_t w : words) {
+      unsigned char bytes[4];
+      std::memcpy(bytes, &w, 4);
+      b.insert(b.end(), bytes, bytes + 4);
+    }
+    return b;
+  };
+  auto parse = [](const std::vector<unsigned char>& b) {
+    return d::eh_frame_hdr_function_starts(b, 0x1000);
+  };
+  using V = std::vector<std::uint64_t>;
+  const std::vector<std::int32_t> body{0x40, 2, -0x10, 0x50, 0x20, 0x60};  // ptr, count, 2 rows
+  EXPECT_EQ(parse(make({1, 0x1b, 0x03, 0x3b}, body)), (V{0xff0, 0x1020}));
+  // No eh_frame_ptr; an 8-byte count.
+  EXPECT_EQ(parse(make({1, 0xff, 0x04, 0x3b}, {1, 0, 0x30, 0x70})), (V{0x1030}));
+  EXPECT_EQ(parse(make({1, 0x1b, 0x03, 0x3b}, {0x40, 0})), V{});
+  EXPECT_EQ(parse(make({2, 0x1b, 0x03, 0x3b}, body)), V{});              // unknown version
+  EXPECT_EQ(parse(make({1, 0x1b, 0x03, 0x1b}, body)), V{});              // table pcrel, not datarel
+  EXPECT_EQ(parse(make({1, 0x1b, 0x03, 0x3c}, body)), V{});              // table sdata8
+  EXPECT_EQ(parse(make({1, 0x1b, 0x03, 0xff}, body)), V{});              // no table
+  EXPECT_EQ(parse(make({1, 0x1b, 0xff, 0x3b}, body)), V{});              // no count
+  EXPECT_EQ(parse(make({1, 0x1b, 0x13, 0x3b}, body)), V{});              // a pc-relative count
+  EXPECT_EQ(parse(make({1, 0x01, 0x03, 0x3b}, body)), V{});              // uleb128 eh_frame_ptr
+  EXPECT_EQ(parse(make({1, 0x5b, 0x03, 0x3b}, body)), V{});              // aligned eh_frame_ptr
+  EXPECT_EQ(parse(make({1, 0x1b, 0x0b, 0x3b}, {0x40, -2, 0, 0})), V{});  // negative count
+  EXPECT_EQ(parse(make({1, 0x1b, 0x03, 0x3b}, {0x40, 3, -0x10, 0x50, 0x20, 0x60})), V{});
+  EXPECT_EQ(parse(make({1, 0x1b, 0x03, 0x3b}, {0x40, 1, -0x2000, 0})), V{});  // below the base
+  EXPECT_EQ(parse({1, 0x1b}), V{});
+  EXPECT_EQ(parse({}), V{});
 }
 
 TEST(ExceptionWire, StandardTypesComeBackAsThemselves) {

@@ -9,7 +9,7 @@
 //    finds it by name. An unknown name is a SerializationError, never a jump.
 //  * for a plain function, its module (the executable, or a shared library by path) and its
 //    offset from that module's load base. The receiving side accepts the offset only if the
-//    module's ELF symbol table lists a function starting exactly there.
+//    module's symbol table (stripped: .dynsym, .eh_frame_hdr) lists a function start there.
 //
 // Captureless lambdas and empty function objects are rebuilt by default construction; function
 // objects with state are sent with cereal (they need `serialize()` and a default constructor).
@@ -61,8 +61,8 @@ void warm_callable_tables() noexcept;
 // address lies in no loaded module.
 void encode_function_location(Bytes& out, const void* fn);
 // Reads a location written by encode_function_location and returns the function's address in
-// this process, after checking that the module's symbol table has a function starting there.
-// Throws SerializationError otherwise.
+// this process, after checking that the module has a function starting there (callable.cpp
+// says how it knows). Throws SerializationError otherwise.
 void* decode_function_location(WireInputArchive& in);
 
 // How the items of a chunk are passed to the callable.
