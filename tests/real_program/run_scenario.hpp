@@ -36,7 +36,7 @@ struct ScenarioOptions {
   // stdout into a regular file instead of a pipe (`./app > log`).
   bool stdout_to_file = false;
   double deadline_s = 30;
-  std::vector<std::string> env;  // extra NAME=VALUE entries
+  std::vector<std::string> env = {};  // extra NAME=VALUE entries
 };
 
 struct ScenarioResult {
