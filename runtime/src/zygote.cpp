@@ -29,6 +29,7 @@ struct Wire {
   std::uint32_t slot = 0;
 };
 constexpr std::uint32_t kOpSpawn = 100;
+constexpr std::uint32_t kOpKill = 101;
 
 // False when the socket is full and `wait` is false.
 bool send_with_fd(int sock, const Wire& msg, int fd, bool wait = false) {
@@ -73,8 +74,16 @@ ssize_t recv_with_fd(int sock, Wire& msg, int* fd, int flags) {
     UniqueFd fd;
   };
   std::deque<Outgoing> outbox;
+  // The only allocations here are the outbox's and recv_fds's; without memory the zygote can
+  // neither report nor go on, and it says so rather than dying of an uncaught bad_alloc (the
+  // coordinator then reports the zygote lost).
+  const auto out_of_memory = [] {
+    static const char msg[] = "mproc zygote: out of memory; exiting\n";
+    [[maybe_unused]] ssize_t w = ::write(2, msg, sizeof msg - 1);
+    ::_exit(4);
+  };
 
-  for (;;) {
+  for (;;) try {
     pollfd fds[2] = {{ctl, static_cast<short>(POLLIN | (outbox.empty() ? 0 : POLLOUT)), 0},
                      {sfd, POLLIN, 0}};
     if (::poll(fds, 2, -1) < 0) {
@@ -99,8 +108,26 @@ ssize_t recv_with_fd(int sock, Wire& msg, int* fd, int flags) {
         const ssize_t n = recv_with_fd(ctl, req, &fd, 0);
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
         if (n <= 0) ::_exit(0);  // the coordinator closed us: workers follow via PDEATHSIG
-        if (req.op != kOpSpawn || fd < 0) {
+        if (req.op == kOpKill) {
+          // For a worker whose pidfd did not reach the coordinator (its descriptor table was
+          // full). The pid is safe to signal while it is our unreaped child: a zombie cannot be
+          // reused, and one already reaped fails waitid with ECHILD.
           if (fd >= 0) ::close(fd);
+          siginfo_t info{};
+          if (req.pid > 0 &&
+              ::waitid(P_PID, static_cast<id_t>(req.pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0) {
+            ::kill(req.pid, req.status);
+          }
+          continue;
+        }
+        if (req.op != kOpSpawn) {
+          if (fd >= 0) ::close(fd);
+          continue;
+        }
+        if (fd < 0) {
+          // The worker's socket was dropped on the way in (MSG_CTRUNC: our descriptor table
+          // is full): say so, or the coordinator would wait for this worker forever.
+          outbox.push_back({Wire{2, 0, EMFILE, req.index}, UniqueFd()});
           continue;
         }
         const pid_t pid = ::fork();
@@ -109,7 +136,11 @@ ssize_t recv_with_fd(int sock, Wire& msg, int* fd, int flags) {
           ::close(sfd);
           ::sigprocmask(SIG_SETMASK, &old_mask, nullptr);
           die_with_parent(self);
-          worker_main(fd, req.index, req.slot);
+          try {
+            worker_main(fd, req.index, req.slot);
+          } catch (...) {
+            ::_exit(70);  // the worker could not set itself up; its exit status tells
+          }
           ::_exit(0);
         }
         ::close(fd);
@@ -129,6 +160,8 @@ ssize_t recv_with_fd(int sock, Wire& msg, int* fd, int flags) {
       }
       outbox.pop_front();
     }
+  } catch (const std::bad_alloc&) {
+    out_of_memory();
   }
 }
 
@@ -152,6 +185,10 @@ Zygote::~Zygote() {
 
 void Zygote::request_spawn(int worker_fd, unsigned index, unsigned slot) {
   send_with_fd(control_.get(), Wire{kOpSpawn, 0, 0, index, slot}, worker_fd, true);
+}
+
+void Zygote::request_kill(pid_t pid, int sig) {
+  send_with_fd(control_.get(), Wire{kOpKill, pid, sig, 0}, -1, true);
 }
 
 std::optional<Zygote::Report> Zygote::receive() {
