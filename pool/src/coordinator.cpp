@@ -290,15 +290,7 @@ class Coordinator::Impl {
 
   void io_fault(const char* what, int faults) noexcept {
     try {
-      get_logger()->error("unexpected error on the pool's I/O thread: {}; the pool is broken",
-                          what);
-      if (!broken_) {
-        broken_ = std::make_exception_ptr(
-            PoolStateError(std::string("the pool broke: unexpected error on its I/O thread: ") +
-                           what));
-        std::lock_guard lock(mu_);
-        broken_flag_ = broken_;
-      }
+      break_pool(std::string("the pool is broken: unexpected error on its I/O thread: ") + what);
       fail_everything(broken_);
       if (faults > 2) {
         maybe_finish_shutdown(true);  // shutting down keeps failing: just stop
@@ -436,9 +428,23 @@ class Coordinator::Impl {
       });
     } catch (...) {
       // No memory for even the timer: break the pool rather than lose its work in silence.
-      if (!broken_) initializer_failed(std::make_exception_ptr(PoolStateError(
-                        "the pool is broken: a worker could not be started")));
+      try {
+        break_pool("the pool is broken: a worker could not be started");
+      } catch (...) {
+      }
     }
+  }
+
+  // From now on every task fails with a PoolStateError saying `msg`.
+  void break_pool(const std::string& msg) {
+    if (broken_) return;
+    get_logger()->error("{}", msg);
+    broken_ = std::make_exception_ptr(PoolStateError(msg));
+    {
+      std::lock_guard lock(mu_);
+      broken_flag_ = broken_;
+    }
+    fail_everything(broken_);
   }
 
   // No worker alive, tasks waiting and every start failing for kSpawnGiveUp: break the pool.
@@ -459,13 +465,7 @@ class Coordinator::Impl {
     const std::string msg = "the pool is broken: it has no worker and none could be started in " +
                             std::to_string(ms) + " ms (" + std::to_string(spawn_failures_) +
                             " attempts); last error: " + last_spawn_error_;
-    get_logger()->error("{}", msg);
-    broken_ = std::make_exception_ptr(PoolStateError(msg));
-    {
-      std::lock_guard lock(mu_);
-      broken_flag_ = broken_;
-    }
-    fail_everything(broken_);
+    break_pool(msg);
     return true;
   }
 
@@ -496,7 +496,9 @@ class Coordinator::Impl {
       if (auto w = find_worker(r.index, 0)) {
         w->pid = r.pid;
         w->pidfd = std::move(r.pidfd);
-        if (!w->pidfd) get_logger()->debug("no pidfd for {}: signals go through the zygote", w->name);
+        if (!w->pidfd) {
+          get_logger()->debug("no pidfd for {}: signals go through the zygote", w->name);
+        }
         if (w->pending_signal != 0) kill_worker(w, std::exchange(w->pending_signal, 0));
         get_logger()->debug("started {} (pid {})", w->name, w->pid);
         publish_pids();
@@ -1058,6 +1060,7 @@ class Coordinator::Impl {
   // ---- shutdown -------------------------------------------------------------------------------
 
   void begin_shutdown(bool terminate) {
+    if (shutting_down_) return;  // io_fault() began it already
     shutting_down_ = true;
     shutdown_deadline_ = std::make_unique<asio::steady_timer>(io_, kShutdownDeadline);
     shutdown_deadline_->async_wait([this](std::error_code ec) {

@@ -103,8 +103,9 @@ std::string bury(Server& s) {
       if (r == s.pid) {
         if (WIFSIGNALED(status)) {
           const char* abbrev = sigabbrev_np(WTERMSIG(status));
-          how = std::string("was killed by ") +
-                (abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(WTERMSIG(status)));
+          how =
+              std::string("was killed by ") +
+              (abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(WTERMSIG(status)));
         } else if (WIFEXITED(status)) {
           how = "exited with code " + std::to_string(WEXITSTATUS(status));
         }
@@ -152,8 +153,8 @@ void replace(Server& s, const std::string& why) {
   UniqueFd err_r(ep[0]), err_w(ep[1]);
 
   const pid_t program = ::getpid();
-  const std::string value = std::string(kServerEnv) + "=" + std::to_string(theirs.get()) + ":" +
-                            std::to_string(program);
+  const std::string value =
+      std::string(kServerEnv) + "=" + std::to_string(theirs.get()) + ":" + std::to_string(program);
   std::vector<char*> env;
   const std::size_t prefix = std::strlen(kServerEnv);
   for (char** e = environ; *e != nullptr; ++e) {

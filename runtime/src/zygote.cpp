@@ -82,8 +82,16 @@ ssize_t recv_with_fd(int sock, Wire& msg, int* fd, int flags) {
     [[maybe_unused]] ssize_t w = ::write(2, msg, sizeof msg - 1);
     ::_exit(4);
   };
+  const auto report = [&](const Wire& msg, int fd) {
+    UniqueFd owned(fd);
+    try {
+      outbox.push_back({msg, std::move(owned)});
+    } catch (const std::bad_alloc&) {
+      out_of_memory();
+    }
+  };
 
-  for (;;) try {
+  for (;;) {
     pollfd fds[2] = {{ctl, static_cast<short>(POLLIN | (outbox.empty() ? 0 : POLLOUT)), 0},
                      {sfd, POLLIN, 0}};
     if (::poll(fds, 2, -1) < 0) {
@@ -98,14 +106,19 @@ ssize_t recv_with_fd(int sock, Wire& msg, int* fd, int flags) {
       int status = 0;
       pid_t pid;
       while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
-        outbox.push_back({Wire{3, pid, status, 0}, UniqueFd()});
+        report(Wire{3, pid, status, 0}, -1);
       }
     }
     if (fds[0].revents & POLLIN) {
       for (;;) {  // every request waiting, then the reports
         Wire req{};
         int fd = -1;
-        const ssize_t n = recv_with_fd(ctl, req, &fd, 0);
+        ssize_t n = -1;
+        try {
+          n = recv_with_fd(ctl, req, &fd, 0);
+        } catch (const std::bad_alloc&) {
+          out_of_memory();
+        }
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
         if (n <= 0) ::_exit(0);  // the coordinator closed us: workers follow via PDEATHSIG
         if (req.op == kOpKill) {
@@ -114,8 +127,8 @@ ssize_t recv_with_fd(int sock, Wire& msg, int* fd, int flags) {
           // reused, and one already reaped fails waitid with ECHILD.
           if (fd >= 0) ::close(fd);
           siginfo_t info{};
-          if (req.pid > 0 &&
-              ::waitid(P_PID, static_cast<id_t>(req.pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0) {
+          if (req.pid > 0 && ::waitid(P_PID, static_cast<id_t>(req.pid), &info,
+                                      WEXITED | WNOHANG | WNOWAIT) == 0) {
             ::kill(req.pid, req.status);
           }
           continue;
@@ -127,10 +140,11 @@ ssize_t recv_with_fd(int sock, Wire& msg, int* fd, int flags) {
         if (fd < 0) {
           // The worker's socket was dropped on the way in (MSG_CTRUNC: our descriptor table
           // is full): say so, or the coordinator would wait for this worker forever.
-          outbox.push_back({Wire{2, 0, EMFILE, req.index}, UniqueFd()});
+          report(Wire{2, 0, EMFILE, req.index}, -1);
           continue;
         }
         const pid_t pid = ::fork();
+        const int fork_errno = errno;
         if (pid == 0) {
           ::close(ctl);
           ::close(sfd);
@@ -145,9 +159,9 @@ ssize_t recv_with_fd(int sock, Wire& msg, int* fd, int flags) {
         }
         ::close(fd);
         if (pid < 0) {
-          outbox.push_back({Wire{2, 0, errno, req.index}, UniqueFd()});
+          report(Wire{2, 0, fork_errno, req.index}, -1);
         } else {
-          outbox.push_back({Wire{1, pid, 0, req.index}, UniqueFd(pidfd_open_fd(pid))});
+          report(Wire{1, pid, 0, req.index}, pidfd_open_fd(pid));
         }
       }
     }
@@ -160,8 +174,6 @@ ssize_t recv_with_fd(int sock, Wire& msg, int* fd, int flags) {
       }
       outbox.pop_front();
     }
-  } catch (const std::bad_alloc&) {
-    out_of_memory();
   }
 }
 

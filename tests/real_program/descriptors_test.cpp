@@ -55,7 +55,6 @@ TEST_P(Descriptors, TerminateIsFastWhenPidfdsDoNotFit) {
   EXPECT_TRUE(r.leftovers.empty()) << r.describe();
 }
 
-INSTANTIATE_TEST_SUITE_P(RealProgram, Descriptors,
-                         ::testing::Values("fork", "forkserver", "spawn"),
+INSTANTIATE_TEST_SUITE_P(RealProgram, Descriptors, ::testing::Values("fork", "forkserver", "spawn"),
                          [](const auto& info) { return info.param; });
 }  // namespace
