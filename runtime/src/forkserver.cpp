@@ -43,6 +43,10 @@ struct Server {
   std::mutex mu;
   UniqueFd sock;  // SOCK_SEQPACKET: one request, one reply
   pid_t pid = -1;
+  // Readable once the server has exited. Its end of the socket may outlive it in a child that
+  // another thread of ours forked meanwhile, so a hang-up alone does not always tell. Empty if
+  // pidfd_open failed (then the socket is all we have).
+  UniqueFd pidfd;
   ForkServerChild child_main = nullptr;  // set once by init: a dead server can be replaced
 };
 
@@ -123,14 +127,39 @@ std::string bury(Server& s) {
   }
   std::string what = "the fork server (pid " + std::to_string(s.pid) + ") " + how;
   s.sock.reset();
+  s.pidfd.reset();
   s.pid = -1;
   return what;
 }
 
-// Its socket is hung up: the server died since the last request.
-bool hung_up(const Server& s) {
-  pollfd p{s.sock.get(), 0, 0};
-  return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR)) != 0;
+// The server died since the last request: its socket is hung up or its pidfd readable.
+bool server_died(const Server& s) {
+  pollfd p[2] = {{s.sock.get(), 0, 0}, {s.pidfd.get(), POLLIN, 0}};
+  if (::poll(p, s.pidfd ? 2 : 1, 0) <= 0) return false;
+  return (p[0].revents & (POLLHUP | POLLERR)) != 0 || (p[1].revents & POLLIN) != 0;
+}
+
+// Waits for the server's reply: bytes read, or -1 with errno (EPIPE: it died without one).
+ssize_t await_reply(const Server& s, std::int32_t& reply) {
+  for (;;) {
+    pollfd p[2] = {{s.sock.get(), POLLIN, 0}, {s.pidfd.get(), POLLIN, 0}};
+    if (::poll(p, s.pidfd ? 2 : 1, -1) < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    if (p[0].revents != 0) break;  // a reply, or a hang-up that recv reports
+    if (p[1].revents & POLLIN) {   // gone without a word, its socket still held elsewhere
+      errno = EPIPE;
+      return -1;
+    }
+  }
+  std::vector<int> none;
+  ssize_t n;
+  do {
+    n = recv_fds(s.sock.get(), &reply, sizeof reply, none, MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  for (int fd : none) ::close(fd);
+  return n;
 }
 
 void clear_cloexec(int fd) noexcept {
@@ -210,6 +239,7 @@ void replace(Server& s, const std::string& why) {
   }
   s.sock = std::move(mine);
   s.pid = pid;
+  s.pidfd.reset(pidfd_open_fd(pid));
   get_logger()->info("started a new fork server (pid {})", pid);
 }
 
@@ -229,6 +259,7 @@ void start_forkserver(ForkServerChild child_main) {
   }
   s.sock = std::move(mine);
   s.pid = pid;
+  s.pidfd.reset(pidfd_open_fd(pid));
   s.child_main = child_main;
 }
 
@@ -270,7 +301,7 @@ pid_t forkserver_fork(std::span<const char> data, std::span<const int> fds) {
   }
   if (!s.sock) {
     replace(s, "the fork server is gone");
-  } else if (hung_up(s)) {
+  } else if (server_died(s)) {
     replace(s, bury(s));
   }
   for (int attempt = 0;; ++attempt) {
@@ -284,13 +315,7 @@ pid_t forkserver_fork(std::span<const char> data, std::span<const int> fds) {
     }
   }
   std::int32_t reply = 0;
-  std::vector<int> none;
-  ssize_t n;
-  do {
-    n = recv_fds(s.sock.get(), &reply, sizeof reply, none, 0);
-  } while (n < 0 && errno == EINTR);
-  for (int fd : none) ::close(fd);
-  if (n != sizeof reply) {
+  if (await_reply(s, reply) != sizeof reply) {
     // It took the request and died: a child it may have forked dies with it (PDEATHSIG), but
     // only a request with fresh descriptors is safe to make again.
     throw ForkServerLost(bury(s) + " while starting a process");

@@ -36,9 +36,16 @@ void pool_round(const char* label) {
   std::fflush(stdout);
 }
 
-// True once a thread of ours other than `self` sits in recvmsg: the pool's I/O thread waiting
-// for the fork server's reply.
-bool someone_in_recvmsg(pid_t self) {
+bool waits_for_a_socket(long syscall_nr) {
+#ifdef SYS_poll
+  if (syscall_nr == SYS_poll) return true;
+#endif
+  return syscall_nr == SYS_ppoll || syscall_nr == SYS_recvmsg;
+}
+
+// True once a thread of ours other than `self` waits in poll or recvmsg: the pool's I/O thread
+// waiting for the (stopped) fork server's reply; nothing else of ours polls at that moment.
+bool someone_awaits_reply(pid_t self) {
   DIR* d = ::opendir("/proc/self/task");
   if (d == nullptr) return false;
   bool found = false;
@@ -46,7 +53,7 @@ bool someone_in_recvmsg(pid_t self) {
     if (e->d_name[0] == '.' || std::atoi(e->d_name) == self) continue;
     std::ifstream f(std::string("/proc/self/task/") + e->d_name + "/syscall");
     long nr = -1;
-    if (f >> nr && nr == SYS_recvmsg) found = true;
+    if (f >> nr && waits_for_a_socket(nr)) found = true;
   }
   ::closedir(d);
   return found;
@@ -73,7 +80,7 @@ MPROC_SCENARIO(forkserver_killed_during_request) {
   std::thread killer([&] {
     const pid_t self = static_cast<pid_t>(::syscall(SYS_gettid));
     const auto deadline = Clock::now() + 10s;
-    while (!someone_in_recvmsg(self) && Clock::now() < deadline) std::this_thread::sleep_for(1ms);
+    while (!someone_awaits_reply(self) && Clock::now() < deadline) std::this_thread::sleep_for(1ms);
     killed_midway = Clock::now() < deadline;
     ::kill(server, SIGKILL);
   });
