@@ -31,15 +31,25 @@ CallbackRunner::~CallbackRunner() {
   }
 }
 
-void CallbackRunner::post(std::function<void()> job) {
-  {
+void CallbackRunner::post(std::function<void()> job) noexcept {
+  try {
     std::lock_guard lock(mu_);
-    jobs_.push_back(std::move(job));
-    if (!thread_.joinable())
+    if (!thread_.joinable()) {
       thread_ = std::thread([this] {
         block_sigint_in_this_thread();
         loop();
       });
+    }
+    jobs_.push_back(std::move(job));  // strong guarantee: `job` is intact if this throws
+  } catch (...) {
+    // No thread (EAGAIN) or no memory: run it here rather than lose it, which would also hang
+    // drain(). It runs on the caller's thread, out of order with queued ones.
+    try {
+      job();
+    } catch (...) {
+      log_callback_failure("callback");
+    }
+    return;
   }
   cv_.notify_one();
 }
@@ -59,7 +69,11 @@ void CallbackRunner::loop() {
     jobs_.pop_front();
     busy_ = true;
     lock.unlock();
-    job();
+    try {
+      job();
+    } catch (...) {  // jobs catch their own; whatever slips through must not end the thread
+      log_callback_failure("callback");
+    }
     job = nullptr;
     lock.lock();
     busy_ = false;

@@ -49,6 +49,12 @@ constexpr unsigned kNoSlot = ~0u;
 constexpr auto kTerminateGrace = std::chrono::milliseconds(200);
 constexpr auto kExitReportWait = std::chrono::seconds(2);
 constexpr auto kShutdownDeadline = std::chrono::seconds(5);
+// A worker that cannot be started (no descriptor for its socket, fork EAGAIN) is tried again
+// after a pause that doubles up to the cap; with no worker alive and tasks waiting, the pool
+// gives up after kSpawnGiveUp and breaks with the cause rather than hang.
+constexpr auto kRespawnFirst = std::chrono::milliseconds(10);
+constexpr auto kRespawnCap = std::chrono::milliseconds(500);
+constexpr auto kSpawnGiveUp = std::chrono::seconds(3);
 
 std::string describe_status(int status) {
   if (WIFSIGNALED(status)) {
@@ -147,7 +153,7 @@ class Coordinator::Impl {
         zygote_pid_.store(zygote_.pid());
         control_ = std::make_unique<asio::posix::stream_descriptor>(io_, zygote_.control_fd());
         watch_zygote();
-        for (std::size_t i = 0; i < nproc_; ++i) spawn_worker();
+        for (std::size_t i = 0; i < nproc_; ++i) try_spawn_worker();
       } catch (...) {
         started.set_exception(std::current_exception());
         return;
@@ -266,12 +272,41 @@ class Coordinator::Impl {
 
   void run_io() {
     auto work = asio::make_work_guard(io_);
-    io_.run();
+    // No exception may leave this thread (std::terminate would abort the user's program): a
+    // handler that throws breaks the pool, which then shuts down as if terminated.
+    for (int faults = 0;;) {
+      try {
+        io_.run();
+        break;
+      } catch (const std::exception& e) {
+        io_fault(e.what(), ++faults);
+      } catch (...) {
+        io_fault("a non-std::exception value", ++faults);
+      }
+    }
     // Whatever remained (only on an abnormal stop) is failed, never dropped silently.
     fail_everything(std::make_exception_ptr(PoolStateError("the pool has shut down")));
     if (control_) control_->release();
     control_.reset();
     zygote_.stop();
+  }
+
+  void io_fault(const char* what, int faults) noexcept {
+    try {
+      break_pool(std::string("the pool is broken: unexpected error on its I/O thread: ") + what);
+      fail_everything(broken_);
+      if (faults > 2) {
+        maybe_finish_shutdown(true);  // shutting down keeps failing: just stop
+      } else if (!shutting_down_) {
+        {
+          std::lock_guard lock(mu_);
+          shutdown_requested_ = true;
+        }
+        begin_shutdown(true);
+      }
+    } catch (...) {
+      io_.stop();  // nothing more can be done; run_io's epilogue fails what is left
+    }
   }
 
   void task_finished(std::size_t n) {
@@ -318,11 +353,13 @@ class Coordinator::Impl {
     live_pids_ = std::move(pids);
   }
 
-  void spawn_worker() {
+  // Asks the zygote for a worker. Throws when its socket cannot be made (EMFILE, ENFILE).
+  void try_spawn_worker() {
     auto [mine, theirs] = make_socketpair(SOCK_STREAM);
     set_nonblocking(mine.get(), true);
     const std::uint64_t serial = ++spawned_;
-    auto w = std::make_shared<Worker>(io_, mine.release(), serial);
+    auto w = std::make_shared<Worker>(io_, mine.get(), serial);
+    mine.release();  // w->sock owns it now
     w->name = name_prefix_ + std::to_string(serial);
     if (!opts_.init_frame().empty()) {
       w->preamble = opts_.init_frame();
@@ -339,11 +376,100 @@ class Coordinator::Impl {
       zygote_.request_spawn(theirs.get(), static_cast<unsigned>(serial), w->slot);
     } catch (const std::exception& e) {
       get_logger()->error("cannot reach the zygote to start a worker: {}", e.what());
+      if (w->slot != kNoSlot) free_slots_.push_back(w->slot);
       return;  // the zygote watcher reports the breakage
     }
     workers_.push_back(w);
     start_read(w);
     if (!w->preamble.empty()) flush(w);
+  }
+
+  // As try_spawn_worker, for a replacement: a failure schedules another attempt (or breaks the
+  // pool, see kSpawnGiveUp) instead of throwing. Returns false when it failed.
+  bool spawn_worker() noexcept {
+    try {
+      try_spawn_worker();
+      return true;
+    } catch (const std::exception& e) {
+      spawn_failed(std::string("cannot start a worker: ") + e.what());
+    } catch (...) {
+      spawn_failed("cannot start a worker");
+    }
+    return false;
+  }
+
+  // Starts workers until there are nproc_ of them, unless a failed start is being retried.
+  void replenish() {
+    if (zygote_lost_ || broken_ || shutting_down_ || respawn_timer_armed_) return;
+    while (active_workers() < nproc_) {
+      if (!spawn_worker()) return;
+    }
+  }
+
+  void spawn_failed(std::string why) noexcept {
+    try {
+      const auto now = Clock::now();
+      if (spawn_failures_++ == 0) {
+        first_spawn_failure_ = now;
+        respawn_delay_ = kRespawnFirst;
+      }
+      last_spawn_error_ = std::move(why);
+      if (spawn_failures_ == 1 || (spawn_failures_ & (spawn_failures_ - 1)) == 0) {
+        get_logger()->warn("{} (attempt {}); trying again", last_spawn_error_, spawn_failures_);
+      }
+      if (give_up_spawning(now) || respawn_timer_armed_) return;
+      if (!respawn_timer_) respawn_timer_ = std::make_unique<asio::steady_timer>(io_);
+      respawn_timer_->expires_after(respawn_delay_);
+      respawn_delay_ = std::min<Clock::duration>(2 * respawn_delay_, kRespawnCap);
+      respawn_timer_armed_ = true;
+      respawn_timer_->async_wait([this](std::error_code ec) {
+        respawn_timer_armed_ = false;
+        if (ec || shutting_down_) return;
+        if (give_up_spawning(Clock::now())) return;
+        replenish();
+        dispatch();
+      });
+    } catch (...) {
+      // No memory for even the timer: break the pool rather than lose its work in silence.
+      try {
+        break_pool("the pool is broken: a worker could not be started");
+      } catch (...) {
+      }
+    }
+  }
+
+  // From now on every task fails with a PoolStateError saying `msg`.
+  void break_pool(const std::string& msg) {
+    if (broken_) return;
+    get_logger()->error("{}", msg);
+    broken_ = std::make_exception_ptr(PoolStateError(msg));
+    {
+      std::lock_guard lock(mu_);
+      broken_flag_ = broken_;
+    }
+    fail_everything(broken_);
+  }
+
+  // No worker alive, tasks waiting and every start failing for kSpawnGiveUp: break the pool.
+  bool give_up_spawning(Clock::time_point now) {
+    if (broken_) return true;
+    if (spawn_failures_ < 3 || now - first_spawn_failure_ < kSpawnGiveUp) return false;
+    for (auto& w : workers_) {
+      if (!w->eof) return false;  // someone may still run the tasks
+    }
+    bool waiting = !pending_.empty();
+    {
+      std::lock_guard lock(mu_);
+      waiting = waiting || !inbox_.empty();
+    }
+    if (!waiting) return false;
+    const auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(now - first_spawn_failure_).count();
+    const std::string msg = "the pool is broken: it has no worker and none could be started in " +
+                            std::to_string(ms) + " ms (" + std::to_string(spawn_failures_) +
+                            " attempts); last error: " + last_spawn_error_;
+    break_pool(msg);
+    return true;
   }
 
   void watch_zygote() {
@@ -369,15 +495,20 @@ class Coordinator::Impl {
   void on_zygote_report(Zygote::Report r) {
     using K = Zygote::Report::Kind;
     if (r.kind == K::kSpawned) {
+      spawn_failures_ = 0;
       if (auto w = find_worker(r.index, 0)) {
         w->pid = r.pid;
         w->pidfd = std::move(r.pidfd);
-        if (w->pending_signal != 0 && w->pidfd) pidfd_signal(w->pidfd.get(), w->pending_signal);
+        if (!w->pidfd) {
+          get_logger()->debug("no pidfd for {}: signals go through the zygote", w->name);
+        }
+        if (w->pending_signal != 0) kill_worker(w, std::exchange(w->pending_signal, 0));
         get_logger()->debug("started {} (pid {})", w->name, w->pid);
         publish_pids();
       }
     } else if (r.kind == K::kSpawnFailed) {
-      get_logger()->error("fork of a worker failed: {}", strerror(r.status));
+      // Noted before finalize(), whose replenish() then waits for the retry timer.
+      spawn_failed(std::string("the zygote cannot start a worker: ") + strerror(r.status));
       if (auto w = find_worker(r.index, 0)) {
         w->exited = true;
         w->status = 0;
@@ -580,7 +711,7 @@ class Coordinator::Impl {
         w->announced_retire = true;
         if (!w->retiring) {
           w->retiring = true;
-          if (!shutting_down_ && !zygote_lost_) spawn_worker();
+          if (!shutting_down_ && !zygote_lost_ && !respawn_timer_armed_) spawn_worker();
         }
         continue;
       }
@@ -633,8 +764,15 @@ class Coordinator::Impl {
     if (w->exited) return;
     if (w->pidfd) {
       pidfd_signal(w->pidfd.get(), sig);
-    } else {
-      w->pending_signal = sig;  // its pidfd has not arrived yet: signalled when it does
+    } else if (w->pid > 0 && !zygote_lost_) {
+      // Its pidfd did not fit in our descriptor table: the zygote, its parent, signals it.
+      try {
+        zygote_.request_kill(w->pid, sig);
+      } catch (const std::exception&) {
+        // The zygote is gone, and with it the worker (PDEATHSIG).
+      }
+    } else if (w->pid <= 0) {
+      w->pending_signal = sig;  // not started yet: signalled when the zygote reports it
     }
   }
 
@@ -771,12 +909,8 @@ class Coordinator::Impl {
       maybe_finish_shutdown(false);
       return;
     }
-    if (!zygote_lost_ && !broken_) {
-      // A retiring worker's replacement was started when it retired.
-      if (!w->retiring || active_workers() < nproc_) {
-        while (active_workers() < nproc_) spawn_worker();
-      }
-    }
+    // A retiring worker's replacement was started when it retired (if it could be).
+    replenish();
     dispatch();
   }
 
@@ -849,7 +983,9 @@ class Coordinator::Impl {
       arm_head_timer(w);
     }
     if (successors == 0) return;
-    for (std::size_t i = 0; i < successors; ++i) spawn_worker();
+    for (std::size_t i = 0; i < successors && !respawn_timer_armed_; ++i) {
+      if (!spawn_worker()) break;  // the retry timer replaces it when it has exited
+    }
     if (!pending_.empty()) dispatch();  // the successors have room
   }
 
@@ -927,6 +1063,7 @@ class Coordinator::Impl {
   // ---- shutdown -------------------------------------------------------------------------------
 
   void begin_shutdown(bool terminate) {
+    if (shutting_down_) return;  // io_fault() began it already
     shutting_down_ = true;
     shutdown_deadline_ = std::make_unique<asio::steady_timer>(io_, kShutdownDeadline);
     shutdown_deadline_->async_wait([this](std::error_code ec) {
@@ -960,6 +1097,7 @@ class Coordinator::Impl {
     for (auto& w : workers_) kill_worker(w, SIGKILL);
     if (kill_timer_) kill_timer_->cancel();
     if (shutdown_deadline_) shutdown_deadline_->cancel();
+    if (respawn_timer_) respawn_timer_->cancel();
     std::error_code ignored;
     if (control_) {
       control_->cancel(ignored);
@@ -1019,6 +1157,13 @@ class Coordinator::Impl {
   bool finished_ = false;
   std::unique_ptr<asio::steady_timer> kill_timer_;
   std::unique_ptr<asio::steady_timer> shutdown_deadline_;
+  // Starting workers that failed, retried with a backoff.
+  std::unique_ptr<asio::steady_timer> respawn_timer_;
+  bool respawn_timer_armed_ = false;
+  unsigned spawn_failures_ = 0;  // in a row; a worker reported started resets it
+  Clock::time_point first_spawn_failure_{};
+  Clock::duration respawn_delay_ = kRespawnFirst;
+  std::string last_spawn_error_;
 };
 
 Coordinator::Coordinator(const PoolOptions& options) : impl_(std::make_unique<Impl>(options)) {}

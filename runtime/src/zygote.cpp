@@ -30,6 +30,7 @@ struct Wire {
   std::uint32_t slot = 0;
 };
 constexpr std::uint32_t kOpSpawn = 100;
+constexpr std::uint32_t kOpKill = 101;
 
 // False when the socket is full and `wait` is false.
 bool send_with_fd(int sock, const Wire& msg, int fd, bool wait = false) {
@@ -85,6 +86,22 @@ ssize_t recv_with_fd(int sock, Wire& msg, int* fd, int flags) {
     UniqueFd fd;
   };
   std::deque<Outgoing> outbox;
+  // The only allocations here are the outbox's and recv_fds's; without memory the zygote can
+  // neither report nor go on, and it says so rather than dying of an uncaught bad_alloc (the
+  // coordinator then reports the zygote lost).
+  const auto out_of_memory = [] {
+    static const char msg[] = "mproc zygote: out of memory; exiting\n";
+    [[maybe_unused]] ssize_t w = ::write(2, msg, sizeof msg - 1);
+    ::_exit(4);
+  };
+  const auto report = [&](const Wire& msg, int fd) {
+    UniqueFd owned(fd);
+    try {
+      outbox.push_back({msg, std::move(owned)});
+    } catch (const std::bad_alloc&) {
+      out_of_memory();
+    }
+  };
 
   for (;;) {
     pollfd fds[2] = {{ctl, static_cast<short>(POLLIN | (outbox.empty() ? 0 : POLLOUT)), 0},
@@ -101,34 +118,62 @@ ssize_t recv_with_fd(int sock, Wire& msg, int* fd, int flags) {
       int status = 0;
       pid_t pid;
       while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
-        outbox.push_back({Wire{3, pid, status, 0}, UniqueFd()});
+        report(Wire{3, pid, status, 0}, -1);
       }
     }
     if (fds[0].revents & POLLIN) {
       for (;;) {  // every request waiting, then the reports
         Wire req{};
         int fd = -1;
-        const ssize_t n = recv_with_fd(ctl, req, &fd, 0);
+        ssize_t n = -1;
+        try {
+          n = recv_with_fd(ctl, req, &fd, 0);
+        } catch (const std::bad_alloc&) {
+          out_of_memory();
+        }
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
         if (n <= 0) ::_exit(0);  // the coordinator closed us: workers follow via PDEATHSIG
-        if (req.op != kOpSpawn || fd < 0) {
+        if (req.op == kOpKill) {
+          // For a worker whose pidfd did not reach the coordinator (its descriptor table was
+          // full). The pid is safe to signal while it is our unreaped child: a zombie cannot be
+          // reused, and one already reaped fails waitid with ECHILD.
+          if (fd >= 0) ::close(fd);
+          siginfo_t info{};
+          if (req.pid > 0 && ::waitid(P_PID, static_cast<id_t>(req.pid), &info,
+                                      WEXITED | WNOHANG | WNOWAIT) == 0) {
+            ::kill(req.pid, req.status);
+          }
+          continue;
+        }
+        if (req.op != kOpSpawn) {
           if (fd >= 0) ::close(fd);
           continue;
         }
+        if (fd < 0) {
+          // The worker's socket was dropped on the way in (MSG_CTRUNC: our descriptor table
+          // is full): say so, or the coordinator would wait for this worker forever.
+          report(Wire{2, 0, EMFILE, req.index}, -1);
+          continue;
+        }
         const pid_t pid = ::fork();
+        const int fork_errno = errno;
         if (pid == 0) {
           ::close(ctl);
           ::close(sfd);
           ::sigprocmask(SIG_SETMASK, &old_mask, nullptr);
           die_with_parent(self);
-          worker_main(fd, req.index, req.slot);
+          try {
+            worker_main(fd, req.index, req.slot);
+          } catch (...) {
+            ::_exit(70);  // the worker could not set itself up; its exit status tells
+          }
           ::_exit(0);
         }
         ::close(fd);
         if (pid < 0) {
-          outbox.push_back({Wire{2, 0, errno, req.index}, UniqueFd()});
+          report(Wire{2, 0, fork_errno, req.index}, -1);
         } else {
-          outbox.push_back({Wire{1, pid, 0, req.index}, UniqueFd(pidfd_open_fd(pid))});
+          report(Wire{1, pid, 0, req.index}, pidfd_open_fd(pid));
         }
       }
     }
@@ -165,6 +210,10 @@ Zygote::~Zygote() {
 
 void Zygote::request_spawn(int worker_fd, unsigned index, unsigned slot) {
   send_with_fd(control_.get(), Wire{kOpSpawn, 0, 0, index, slot}, worker_fd, true);
+}
+
+void Zygote::request_kill(pid_t pid, int sig) {
+  send_with_fd(control_.get(), Wire{kOpKill, pid, sig, 0}, -1, true);
 }
 
 std::optional<Zygote::Report> Zygote::receive() {

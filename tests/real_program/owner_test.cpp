@@ -64,3 +64,19 @@ TEST_P(Owner, UsingCopiesInAForkChildIsAnErrorNamingTheOwner) {
 
 INSTANTIATE_TEST_SUITE_P(RealProgram, Owner, ::testing::Values("fork", "forkserver", "spawn"));
 }  // namespace
+
+namespace {
+class OwnerNewPools : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(OwnerNewPools, AForkChildAndItsParentBothMakePools) {
+  const auto r = run_scenario("new_pools_in_fork_child_and_parent", {.method = GetParam()});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_EQ(r.count("child sum 55\n"), 1u) << r.describe();
+  EXPECT_EQ(r.count("child: exit 0\n"), 1u) << r.describe();
+  EXPECT_EQ(r.count("parent sum 55 9\n"), 1u) << r.describe();
+  EXPECT_TRUE(r.leftovers.empty()) << r.describe();
+}
+
+INSTANTIATE_TEST_SUITE_P(RealProgram, OwnerNewPools,
+                         ::testing::Values("fork", "forkserver", "spawn"));
+}  // namespace

@@ -181,3 +181,26 @@ MPROC_SCENARIO(pool_used_in_fork_child) {
   std::printf("parent %d %d %d\n", pool.apply(sqr, 3), tp.apply(sqr, 4), pending.get());
   return 0;
 }
+
+// A fork() child makes pools of its own while its parent goes on making pools: under
+// forkserver each process must get its own fork server's replies (the child has a copy of the
+// parent's socket to the server).
+MPROC_SCENARIO(new_pools_in_fork_child_and_parent) {
+  mproc::Pool pool(1);
+  (void)pool.apply(sqr, 2);
+  std::fflush(stdout);
+  const pid_t child = ::fork();
+  int sum = 0;
+  for (int i = 0; i < 5; ++i) {
+    mproc::Pool p(1);
+    sum += p.apply(sqr, i + 1);
+  }
+  if (child == 0) {
+    std::printf("child sum %d\n", sum);
+    std::fflush(stdout);
+    ::_exit(sum == 55 ? 0 : 1);
+  }
+  reap(child, "child");
+  std::printf("parent sum %d %d\n", sum, pool.apply(sqr, 3));
+  return 0;
+}

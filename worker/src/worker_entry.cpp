@@ -171,10 +171,22 @@ Zygote start_zygote(StartMethod method, const WorkerSpec& spec, int progress_fd,
           keep);
     }
     case StartMethod::kForkserver: {
-      auto [mine, theirs] = make_socketpair(SOCK_SEQPACKET);
-      const std::array<int, 2> fds{theirs.get(), progress_fd};
-      const pid_t pid = forkserver_fork({reinterpret_cast<const char*>(&spec), sizeof spec}, fds);
-      return Zygote(std::move(mine), pid);
+      for (int attempt = 0;; ++attempt) {
+        auto [mine, theirs] = make_socketpair(SOCK_SEQPACKET);
+        const std::array<int, 2> fds{theirs.get(), progress_fd};
+        try {
+          const pid_t pid =
+              forkserver_fork({reinterpret_cast<const char*>(&spec), sizeof spec}, fds);
+          return Zygote(std::move(mine), pid);
+        } catch (const ForkServerLost& e) {
+          if (attempt > 0) {
+            throw StartMethodError(std::string(e.what()) +
+                                   ", twice in a row; use the spawn start method if something "
+                                   "keeps killing the fork server");
+          }
+          get_logger()->warn("{}; asking a new fork server", e.what());
+        }
+      }
     }
   }
   throw StartMethodError("unknown start method");
@@ -189,6 +201,7 @@ void init(int argc, char** argv) {
   detail::enter_if_spawned_worker();
   detail::enter_if_spawned_process(argc, argv);  // a Process started with "spawn"
   detail::record_init(argc, argv);
+  detail::enter_if_fork_server(&detail::forkserver_child);  // a replacement fork server
 #ifdef MPROC_WITH_MPI
   // Worker ranks never make pools: no fork server for them. Rank 0's is forked before
   // MPI_Init, so it carries no MPI state.

@@ -38,7 +38,9 @@ class Zygote {
     pid_t pid = 0;
     int status = 0;  // waitpid status for kExited, errno for kSpawnFailed
     unsigned index = 0;
-    UniqueFd pidfd;  // kSpawned only (may be empty if pidfd_open failed)
+    // kSpawned only; empty if pidfd_open failed or the descriptor was dropped on receipt
+    // (MSG_CTRUNC, a full descriptor table): then request_kill() signals the worker.
+    UniqueFd pidfd;
   };
 
   Zygote() = default;
@@ -70,6 +72,11 @@ class Zygote {
   // Asks the zygote to fork worker number `index`, owning `worker_fd` and progress `slot`.
   // Throws std::system_error if the zygote is gone.
   void request_spawn(int worker_fd, unsigned index, unsigned slot);
+
+  // Asks the zygote to send `sig` to its worker `pid`, for a worker whose pidfd did not arrive
+  // (the coordinator's descriptor table was full). Safe against pid reuse: the zygote signals
+  // only a child it has not reaped. Throws std::system_error if the zygote is gone.
+  void request_kill(pid_t pid, int sig);
 
   // Reads one report without blocking. nullopt: none waiting. Throws EOFError when the zygote
   // has gone away.

@@ -22,8 +22,10 @@ class CallbackRunner {
   CallbackRunner& operator=(const CallbackRunner&) = delete;
   ~CallbackRunner();
 
-  // Queues a job; a job must not throw (the wrappers built by AsyncResult catch and log).
-  void post(std::function<void()> job);
+  // Queues a job; a job should not throw (the wrappers built by AsyncResult catch and log;
+  // anything else is logged too). Never throws: when the thread cannot be started or the
+  // queue cannot grow, the job runs at once on the calling thread.
+  void post(std::function<void()> job) noexcept;
   // Blocks until every job posted so far has run.
   void drain();
 
