@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "shared_counters.hpp"
+#include "test_support.hpp"
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
@@ -85,36 +86,17 @@ int busy_inc(int x, int us, const std::string& counters) {
 
 // Children of `parent`, not counting the fork server that mproc::init started.
 std::size_t children_of(pid_t parent) {
-  std::size_t n = 0;
-  const std::string server = std::to_string(mproc::detail::forkserver_pid());
-  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
-    const std::string name = e.path().filename().string();
-    if (name.find_first_not_of("0123456789") != std::string::npos || name == server) continue;
-    std::ifstream f(e.path() / "stat");
-    std::string line;
-    if (!std::getline(f, line)) continue;
-    const auto close = line.rfind(')');
-    if (close == std::string::npos) continue;
-    char state = 0;
-    int ppid = 0;
-    if (std::sscanf(line.c_str() + close + 1, " %c %d", &state, &ppid) == 2 && ppid == parent) ++n;
-  }
-  return n;
+  auto pids = mproc_test::child_pids(parent);
+  pids.erase(mproc::detail::forkserver_pid());
+  return pids.size();
 }
 
 std::size_t open_fds() {
-  std::size_t n = 0;
-  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
-  return n;
+  return mproc_test::open_fds().size();
 }
 
 bool process_gone(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  if (!f) return true;
-  std::string line;
-  std::getline(f, line);
-  const auto close = line.rfind(')');
-  return close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'Z';
+  return mproc_test::exited(pid);
 }
 
 template <class Pred>
