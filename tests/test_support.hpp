@@ -251,8 +251,20 @@ constexpr bool kSanitized = true;
 constexpr bool kSanitized = false;
 #endif
 
-// Sanitizer builds run several times slower; deadlines are scaled by this.
+// How many times slower than a Release build this build runs: tests/CMakeLists.txt sets
+// MPROC_TEST_TIME_SCALE from MPROC_SANITIZE (ThreadSanitizer is 5-15x slower, ASan ~4x). Every
+// time limit a test imposes on the code under test, and every deadline, is scaled by it.
+#ifdef MPROC_TEST_TIME_SCALE
+constexpr double kSlowdown = MPROC_TEST_TIME_SCALE;
+#else
 constexpr double kSlowdown = kSanitized ? 4.0 : 1.0;
+#endif
+
+// `d` scaled by kSlowdown, in milliseconds.
+template <class Rep, class Period>
+std::chrono::milliseconds scaled(std::chrono::duration<Rep, Period> d) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(d * kSlowdown);
+}
 
 // ---- memory shared with workers --------------------------------------------------------------
 
@@ -312,8 +324,9 @@ class LeakCheck : public ::testing::Test {
 
   void set_test_deadline(double seconds) {
     dog_.reset();
-    dog_ =
-        std::make_unique<Watchdog>(seconds_ms(seconds * kSlowdown), "test " + current_test_name());
+    dog_ = std::make_unique<Watchdog>(
+        seconds_ms(std::min(seconds * kSlowdown, kCtestTimeoutSeconds - 10)),
+        "test " + current_test_name());
   }
 
  private:
