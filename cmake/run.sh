@@ -3,8 +3,9 @@
 #   bash cmake/run.sh demo   install what is missing, build Release, run the throughput demo
 #   bash cmake/run.sh test   install what is missing, build, run every test (Release and
 #                            ASan+UBSan), build a consumer project against the installed package,
-#                            and fuzz the wire for about a minute (cmake/fuzz.sh)
-#   bash cmake/run.sh tsan   the suite under ThreadSanitizer (not in CI: slow)
+#                            run the pool, supervision and start-method suites under
+#                            ThreadSanitizer, and fuzz the wire for about a minute (cmake/fuzz.sh)
+#   bash cmake/run.sh tsan   the whole suite under ThreadSanitizer (not in CI: slow)
 # Works as root on a fresh Debian 12; installs only Debian packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,9 +40,22 @@ build() {  # build DIR BUILD_TYPE [extra cmake args...]
   cmake --build "$dir" -j "$JOBS"
 }
 
-run_tests() {  # run_tests DIR LABEL
-  echo "== ctest ($2)"
-  (cd "$1" && ctest --output-on-failure -j "$JOBS" --timeout 300)
+run_tests() {  # run_tests DIR LABEL [ctest args...]
+  local dir=$1 label=$2
+  shift 2
+  echo "== ctest ($label)"
+  (cd "$dir" && ctest --output-on-failure -j "$JOBS" --timeout 300 "$@")
+}
+
+# cmake/tsan.supp holds what ThreadSanitizer reports in code that is not mproc's (OpenMPI).
+TSAN_RUN_OPTIONS="halt_on_error=1:suppressions=$ROOT/cmake/tsan.supp"
+# The suites CI runs under ThreadSanitizer: the ones whose threads and processes interleave
+# most. Tests are labelled with their binary (tests/CMakeLists.txt).
+TSAN_CI_SUITES=(pool_test pool_supervision_test pool_api_test start_method_test)
+
+tsan_configure() {
+  cmake -S "$ROOT" -B "$ROOT/build/tsan" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMPROC_WITH_MPI=ON \
+    -DMPROC_SANITIZE=thread -DMPROC_BUILD_BENCHMARKS=OFF >/dev/null
 }
 
 case "${1:-}" in
@@ -67,13 +81,21 @@ case "${1:-}" in
     build "$ROOT/build/asan" Debug -DMPROC_SANITIZE=address,undefined -DMPROC_BUILD_BENCHMARKS=OFF
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
       run_tests "$ROOT/build/asan" "AddressSanitizer+UBSan"
+    echo "== ThreadSanitizer: ${TSAN_CI_SUITES[*]}"
+    tsan_start=$(date +%s)
+    tsan_configure
+    cmake --build "$ROOT/build/tsan" -j "$JOBS" --target "${TSAN_CI_SUITES[@]}"
+    TSAN_OPTIONS=$TSAN_RUN_OPTIONS run_tests "$ROOT/build/tsan" "ThreadSanitizer" \
+      -L "^($(IFS='|' && echo "${TSAN_CI_SUITES[*]}"))(\.|\$)"
+    echo "== ThreadSanitizer suites: $(($(date +%s) - tsan_start)) s (build and run)"
     echo "== fuzzing the wire (libFuzzer, ${FUZZ_SECONDS:-60} s)"
     bash "$ROOT/cmake/fuzz.sh"
     ;;
   tsan)
     install_deps
-    build "$ROOT/build/tsan" Debug -DMPROC_SANITIZE=thread -DMPROC_BUILD_BENCHMARKS=OFF
-    TSAN_OPTIONS=halt_on_error=1 run_tests "$ROOT/build/tsan" "ThreadSanitizer"
+    tsan_configure
+    cmake --build "$ROOT/build/tsan" -j "$JOBS"
+    TSAN_OPTIONS=$TSAN_RUN_OPTIONS run_tests "$ROOT/build/tsan" "ThreadSanitizer"
     ;;
   *)
     echo "usage: bash cmake/run.sh demo|test|tsan" >&2

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "shared_counters.hpp"
+#include "test_support.hpp"
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
@@ -85,36 +86,17 @@ int busy_inc(int x, int us, const std::string& counters) {
 
 // Children of `parent`, not counting the fork server that mproc::init started.
 std::size_t children_of(pid_t parent) {
-  std::size_t n = 0;
-  const std::string server = std::to_string(mproc::detail::forkserver_pid());
-  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
-    const std::string name = e.path().filename().string();
-    if (name.find_first_not_of("0123456789") != std::string::npos || name == server) continue;
-    std::ifstream f(e.path() / "stat");
-    std::string line;
-    if (!std::getline(f, line)) continue;
-    const auto close = line.rfind(')');
-    if (close == std::string::npos) continue;
-    char state = 0;
-    int ppid = 0;
-    if (std::sscanf(line.c_str() + close + 1, " %c %d", &state, &ppid) == 2 && ppid == parent) ++n;
-  }
-  return n;
+  auto pids = mproc_test::child_pids(parent);
+  pids.erase(mproc::detail::forkserver_pid());
+  return pids.size();
 }
 
 std::size_t open_fds() {
-  std::size_t n = 0;
-  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
-  return n;
+  return mproc_test::open_fds().size();
 }
 
 bool process_gone(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  if (!f) return true;
-  std::string line;
-  std::getline(f, line);
-  const auto close = line.rfind(')');
-  return close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'Z';
+  return mproc_test::exited(pid);
 }
 
 template <class Pred>
@@ -133,21 +115,24 @@ TEST(Supervision, PerCallTimeoutStopsTheWorkerAndThePoolGoesOn) {
   mproc::Pool pool(2);
   const auto t0 = Clock::now();
   auto slow = pool.apply_async(sleep_ms, 10'000, mproc::with_timeout(200ms));
-  EXPECT_THROW(slow.get(5s), mproc::TaskTimeoutError);
-  EXPECT_LT(Clock::now() - t0, 3s);
+  EXPECT_THROW(slow.get(mproc_test::scaled(5s)), mproc::TaskTimeoutError);
+  EXPECT_LT(Clock::now() - t0, mproc_test::scaled(3s));
   EXPECT_EQ(pool.apply(identity, 5), 5);
-  EXPECT_TRUE(eventually([&] { return pool.worker_pids().size() == 2; }, 2000ms));
+  EXPECT_TRUE(
+      eventually([&] { return pool.worker_pids().size() == 2; }, mproc_test::scaled(2000ms)));
 }
 
 TEST(Supervision, PoolTimeoutKillsAWorkerThatIgnoresSigterm) {
   mproc::PoolOptions o;
   o.processes = 1;
-  o.task_timeout = 150ms;
-  o.timeout_grace = 200ms;
+  // Scaled: under ThreadSanitizer a spawned worker can take longer than 150 ms to start
+  // running the task and ignore SIGTERM.
+  o.task_timeout = mproc_test::scaled(150ms);
+  o.timeout_grace = mproc_test::scaled(200ms);
   mproc::Pool pool(o);
   auto r = pool.apply_async(ignore_sigterm_then_sleep, 10'000);
   try {
-    r.get(5s);
+    r.get(mproc_test::scaled(5s));
     FAIL() << "expected TaskTimeoutError";
   } catch (const mproc::TaskTimeoutError& e) {
     EXPECT_NE(std::string(e.what()).find("time limit"), std::string::npos) << e.what();
@@ -161,14 +146,15 @@ TEST(Supervision, CancelQueuedRunningAndDone) {
   auto queued = pool.apply_async(identity, 1);
   auto later = pool.apply_async(identity, 2);
   // Wait until the first task has surely started: the worker took it.
-  ASSERT_TRUE(eventually([&] { return pool.worker_pids().size() == 1; }, 2000ms));
+  ASSERT_TRUE(
+      eventually([&] { return pool.worker_pids().size() == 1; }, mproc_test::scaled(2000ms)));
   EXPECT_TRUE(queued.cancel());
-  EXPECT_THROW(queued.get(2s), mproc::CancelledError);
+  EXPECT_THROW(queued.get(mproc_test::scaled(2s)), mproc::CancelledError);
   const auto t0 = Clock::now();
   EXPECT_TRUE(running.cancel());
-  EXPECT_THROW(running.get(2s), mproc::CancelledError);
-  EXPECT_EQ(later.get(5s), 2);  // the replacement worker ran it
-  EXPECT_LT(Clock::now() - t0, 5s);
+  EXPECT_THROW(running.get(mproc_test::scaled(2s)), mproc::CancelledError);
+  EXPECT_EQ(later.get(mproc_test::scaled(5s)), 2);  // the replacement worker ran it
+  EXPECT_LT(Clock::now() - t0, mproc_test::scaled(5s));
   EXPECT_FALSE(later.cancel());  // already done
   EXPECT_EQ(later.get(), 2);
 }
@@ -202,26 +188,29 @@ TEST(Supervision, GarbageFromAWorkerFailsItsTaskWithSerializationError) {
   mproc::Pool pool(2);
   auto good = pool.apply_async(sleep_ms, 50);
   auto bad = pool.apply_async(write_garbage);
-  EXPECT_THROW(bad.get(5s), mproc::SerializationError);
-  EXPECT_EQ(good.get(5s), 50);
+  EXPECT_THROW(bad.get(mproc_test::scaled(5s)), mproc::SerializationError);
+  EXPECT_EQ(good.get(mproc_test::scaled(5s)), 50);
   EXPECT_EQ(pool.apply(identity, 3), 3);
-  EXPECT_TRUE(eventually([&] { return pool.worker_pids().size() == 2; }, 2000ms));
+  EXPECT_TRUE(
+      eventually([&] { return pool.worker_pids().size() == 2; }, mproc_test::scaled(2000ms)));
 }
 
 TEST(Supervision, TerminateIsBoundedForStoppedAndStubbornWorkers) {
   mproc::Pool pool(2);
   auto a = pool.apply_async(ignore_sigterm_then_sleep, 30'000);
   auto b = pool.apply_async(sleep_ms, 30'000);
-  ASSERT_TRUE(eventually([&] { return pool.worker_pids().size() == 2; }, 2000ms));
+  ASSERT_TRUE(
+      eventually([&] { return pool.worker_pids().size() == 2; }, mproc_test::scaled(2000ms)));
   std::this_thread::sleep_for(50ms);  // let the first task install its SIGTERM handler
   const auto pids = pool.worker_pids();
   ::kill(pids[0], SIGSTOP);
   const auto t0 = Clock::now();
   pool.terminate();
-  EXPECT_LT(Clock::now() - t0, 3s);
-  EXPECT_THROW(a.get(1s), mproc::PoolStateError);
-  EXPECT_THROW(b.get(1s), mproc::PoolStateError);
-  for (pid_t p : pids) EXPECT_TRUE(eventually([&] { return process_gone(p); }, 2000ms)) << p;
+  EXPECT_LT(Clock::now() - t0, mproc_test::scaled(3s));
+  EXPECT_THROW(a.get(mproc_test::scaled(1s)), mproc::PoolStateError);
+  EXPECT_THROW(b.get(mproc_test::scaled(1s)), mproc::PoolStateError);
+  for (pid_t p : pids)
+    EXPECT_TRUE(eventually([&] { return process_gone(p); }, mproc_test::scaled(2000ms))) << p;
 }
 
 TEST(Supervision, NoWorkerOrZygoteOutlivesAKilledCoordinator) {
@@ -251,7 +240,7 @@ TEST(Supervision, NoWorkerOrZygoteOutlivesAKilledCoordinator) {
   ::waitpid(child, nullptr, 0);
   std::fclose(f);
   for (pid_t p : pids) {
-    EXPECT_TRUE(eventually([&] { return process_gone(p); }, 1000ms))
+    EXPECT_TRUE(eventually([&] { return process_gone(p); }, mproc_test::scaled(1000ms)))
         << "pid " << p << " outlived its coordinator";
   }
 }
@@ -259,13 +248,21 @@ TEST(Supervision, NoWorkerOrZygoteOutlivesAKilledCoordinator) {
 TEST(Supervision, ChaosKillsLoseNothingAndRunNothingTwice) {
   const std::size_t fds_before = open_fds();
 #if defined(__SANITIZE_ADDRESS__)
-  // A sanitized exec takes ~100 ms: spawned replacements cannot keep up with a kill every 5 ms.
+  // A sanitized exec takes ~100 ms: the spawn run does fewer tasks to stay short.
   const int kTasks =
       mproc::get_start_method() == mproc::StartMethod::kSpawn ? kChaosTasks / 10 : kChaosTasks;
 #else
   constexpr int kTasks = kChaosTasks;
 #endif
+  // Kills are tied to progress, not to the clock: one kill per kTasksPerKill tasks completed.
+  // A kill every 5 ms once outpaced a spawned worker's start (30 ms on a loaded day), so the
+  // pool lost every task and the test measured the machine. Now a kill needs tasks completed
+  // since the last one, the run always ends, and it makes about kKills kills at any speed, each
+  // costing at most one worker start of wall time.
+  constexpr int kKills = mproc_test::kSanitized ? 40 : 200;
+  const int kTasksPerKill = std::max(1, kTasks / kKills);
   std::atomic<int> completions{0};
+  std::atomic<int> successes{0};
   std::atomic<int> lost{0};
   std::atomic<int> kills{0};
   mproc_test::SharedCounters runs(kChaosTasks);
@@ -276,24 +273,34 @@ TEST(Supervision, ChaosKillsLoseNothingAndRunNothingTwice) {
     std::atomic<bool> stop{false};
     std::thread killer([&] {
       std::mt19937 rng(12345);
+      int next_kill_at = kTasksPerKill;
       while (!stop.load()) {
-        const auto pids = pool.worker_pids();
-        if (!pids.empty()) {
-          ::kill(pids[rng() % pids.size()], SIGKILL);
-          ++kills;
+        if (successes.load() >= next_kill_at) {
+          const auto pids = pool.worker_pids();
+          if (!pids.empty()) {
+            ::kill(pids[rng() % pids.size()], SIGKILL);
+            ++kills;
+            next_kill_at = successes.load() + kTasksPerKill;
+          }
         }
-        std::this_thread::sleep_for(5ms);
+        std::this_thread::sleep_for(1ms);  // polls the count; the rate is set by progress
       }
     });
     for (int i = 0; i < kTasks; ++i) {
       results.push_back(pool.apply_async(busy_inc, i, 50, runs.name(),
-                                         mproc::callbacks([&](int) { ++completions; },
-                                                          [&](std::exception_ptr) {
-                                                            ++completions;
-                                                            ++lost;
-                                                          })));
+                                         mproc::callbacks(
+                                             [&](int) {
+                                               ++successes;
+                                               ++completions;
+                                             },
+                                             [&](std::exception_ptr) {
+                                               ++completions;
+                                               ++lost;
+                                             })));
     }
-    const auto deadline = Clock::now() + 60s;
+    // Scaled for sanitizers, but short of ctest's timeout (120 s).
+    const auto deadline =
+        Clock::now() + std::min<std::chrono::milliseconds>(mproc_test::scaled(60s), 110s);
     int ok = 0;
     for (int i = 0; i < kTasks; ++i) {
       const auto left =
@@ -318,11 +325,12 @@ TEST(Supervision, ChaosKillsLoseNothingAndRunNothingTwice) {
     std::printf("[chaos] %d kills, %d tasks lost with their worker, %d completed\n", kills.load(),
                 kTasks - ok, ok);
     EXPECT_GT(kills.load(), 10);
-    EXPECT_TRUE(eventually([&] { return pool.worker_pids().size() == 4; }, 3000ms));
+    EXPECT_TRUE(
+        eventually([&] { return pool.worker_pids().size() == 4; }, mproc_test::scaled(3000ms)));
     pool.close();
     pool.join();
     EXPECT_EQ(completions.load(), kTasks);  // every callback ran exactly once
   }
-  EXPECT_TRUE(eventually([&] { return children_of(::getpid()) == 0; }, 2000ms));
+  EXPECT_TRUE(eventually([&] { return children_of(::getpid()) == 0; }, mproc_test::scaled(2000ms)));
   EXPECT_EQ(open_fds(), fds_before);
 }

@@ -20,6 +20,8 @@
 #include <string>
 #include <thread>
 
+#include "test_support.hpp"
+
 using namespace std::chrono_literals;
 
 namespace {
@@ -191,12 +193,11 @@ TEST_P(ProcessTest, Misuse) {
   EXPECT_THROW(p.exitcode(), mproc::ProcessError);
 }
 
-bool is_zombie_or_present(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  if (!in) return false;
-  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const auto close = s.rfind(')');
-  return close != std::string::npos && close + 2 < s.size() && s[close + 2] == 'Z';
+// Whether `pid` is an unreaped zombie. Gone (reaped, even between the open and the read of its
+// stat) is not a zombie.
+bool is_zombie(pid_t pid) {
+  const auto st = mproc_test::proc_stat(pid);
+  return st && st->state == 'Z';
 }
 
 TEST_P(ProcessTest, FinishedProcessIsReapedWithoutJoin) {
@@ -204,10 +205,10 @@ TEST_P(ProcessTest, FinishedProcessIsReapedWithoutJoin) {
   p.start();
   ASSERT_TRUE(readable_within(p.sentinel(), 30s));
   const auto deadline = std::chrono::steady_clock::now() + 30s;
-  while (is_zombie_or_present(p.pid()) && std::chrono::steady_clock::now() < deadline) {
+  while (is_zombie(p.pid()) && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(5ms);
   }
-  EXPECT_FALSE(is_zombie_or_present(p.pid())) << "pid " << p.pid() << " is still a zombie";
+  EXPECT_FALSE(is_zombie(p.pid())) << "pid " << p.pid() << " is still a zombie";
   EXPECT_EQ(p.exitcode(), 0);  // reaped by the reaper, nobody joined
 }
 

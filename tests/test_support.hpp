@@ -14,6 +14,7 @@
 #pragma once
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -22,6 +23,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -32,6 +34,7 @@
 #include <memory>
 #include <mutex>
 #include <new>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -39,6 +42,7 @@
 #include <thread>
 #include <typeinfo>
 #include <utility>
+#include <vector>
 
 #include "shared_counters.hpp"
 
@@ -47,35 +51,89 @@ namespace mproc_test {
 using Clock = std::chrono::steady_clock;
 
 // ---- /proc readers --------------------------------------------------------------------------
+//
+// A process can exit between any two steps of reading its /proc entry: the directory is listed,
+// then opening its stat fails (ENOENT), or the open succeeds and the read fails (ESRCH). Every
+// reader here treats that as "the process is gone", never as an error. They use open/read
+// rather than an ifstream: its filebuf throws from underflow() on ESRCH ("basic_filebuf::
+// underflow error reading the file: No such process") when read through an istreambuf_iterator,
+// and sets badbit elsewhere, and one such test helper failed a clean run that way.
+
+// The whole of a /proc file, or nothing when it cannot be opened or read.
+inline std::optional<std::string> read_proc_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n > 0) {
+      out.append(buf, static_cast<std::size_t>(n));
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else {
+      ::close(fd);
+      if (n < 0) return std::nullopt;
+      return out;
+    }
+  }
+}
+
+// What /proc/<pid>/stat says about a process: "pid (comm) S ppid ...".
+struct ProcStat {
+  std::string head;  // "pid (comm) S"
+  char state = 0;
+  pid_t ppid = 0;
+};
+
+// Nothing when the process is gone (reaped) or its stat cannot be parsed.
+inline std::optional<ProcStat> proc_stat(pid_t pid) {
+  const auto text = read_proc_file("/proc/" + std::to_string(pid) + "/stat");
+  if (!text) return std::nullopt;
+  const auto close = text->rfind(')');  // comm may itself contain ')' and spaces
+  if (close == std::string::npos) return std::nullopt;
+  ProcStat st;
+  int ppid = 0;
+  if (std::sscanf(text->c_str() + close + 1, " %c %d", &st.state, &ppid) != 2) return std::nullopt;
+  st.ppid = static_cast<pid_t>(ppid);
+  st.head = text->substr(0, std::min(close + 3, text->size()));
+  return st;
+}
+
+// Whether `pid` no longer exists or is a zombie (it has exited; nobody reaped it yet).
+inline bool exited(pid_t pid) {
+  const auto st = proc_stat(pid);
+  return !st || st->state == 'Z';
+}
+
+// Pids of every process in /proc (a snapshot: some may be gone by the time they are read).
+inline std::vector<pid_t> all_pids() {
+  std::vector<pid_t> out;
+  DIR* dir = ::opendir("/proc");
+  if (!dir) return out;
+  while (const dirent* e = ::readdir(dir)) {
+    char* end = nullptr;
+    const long pid = std::strtol(e->d_name, &end, 10);
+    if (end != e->d_name && *end == 0 && pid > 0) out.push_back(static_cast<pid_t>(pid));
+  }
+  ::closedir(dir);
+  return out;
+}
 
 // Pids of every process whose parent is `parent` (zombies included).
 inline std::set<pid_t> child_pids(pid_t parent = ::getpid()) {
   std::set<pid_t> out;
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator("/proc", ec)) {
-    const std::string name = e.path().filename().string();
-    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream f(e.path() / "stat");
-    std::string line;
-    if (!std::getline(f, line)) continue;  // it exited meanwhile
-    const auto close = line.rfind(')');
-    if (close == std::string::npos) continue;
-    char state = 0;
-    int ppid = 0;
-    if (std::sscanf(line.c_str() + close + 1, " %c %d", &state, &ppid) == 2 && ppid == parent) {
-      out.insert(static_cast<pid_t>(std::stoi(name)));
-    }
+  for (pid_t pid : all_pids()) {
+    const auto st = proc_stat(pid);
+    if (st && st->ppid == parent) out.insert(pid);
   }
   return out;
 }
 
 // One line describing a process: "pid (comm) state".
 inline std::string describe_pid(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!std::getline(f, line)) return std::to_string(pid) + " (gone)";
-  const auto close = line.rfind(')');
-  return close == std::string::npos ? line : line.substr(0, std::min(close + 3, line.size()));
+  const auto st = proc_stat(pid);
+  return st ? st->head : std::to_string(pid) + " (gone)";
 }
 
 // This process's open descriptors and what they point at (the directory stream used to list
@@ -98,12 +156,14 @@ inline std::map<int, std::string> open_fds() {
   return out;
 }
 
-// A field of /proc/<pid>/status in kB (VmRSS, VmHWM, ...), or -1.
+// A field of /proc/<pid>/status in kB (VmRSS, VmHWM, ...), or -1 (also when the process is gone).
 inline long status_kb(const char* field, const char* path = "/proc/self/status") {
-  std::ifstream f(path);
+  const auto text = read_proc_file(path);
+  if (!text) return -1;
+  std::istringstream in(*text);
   std::string line;
   const std::string key = std::string(field) + ":";
-  while (std::getline(f, line)) {
+  while (std::getline(in, line)) {
     if (line.rfind(key, 0) == 0) return std::stol(line.substr(key.size()));
   }
   return -1;
@@ -191,8 +251,20 @@ constexpr bool kSanitized = true;
 constexpr bool kSanitized = false;
 #endif
 
-// Sanitizer builds run several times slower; deadlines are scaled by this.
+// How many times slower than a Release build this build runs: tests/CMakeLists.txt sets
+// MPROC_TEST_TIME_SCALE from MPROC_SANITIZE (ThreadSanitizer is 5-15x slower, ASan ~4x). Every
+// time limit a test imposes on the code under test, and every deadline, is scaled by it.
+#ifdef MPROC_TEST_TIME_SCALE
+constexpr double kSlowdown = MPROC_TEST_TIME_SCALE;
+#else
 constexpr double kSlowdown = kSanitized ? 4.0 : 1.0;
+#endif
+
+// `d` scaled by kSlowdown, in milliseconds.
+template <class Rep, class Period>
+std::chrono::milliseconds scaled(std::chrono::duration<Rep, Period> d) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(d * kSlowdown);
+}
 
 // ---- memory shared with workers --------------------------------------------------------------
 
@@ -252,8 +324,9 @@ class LeakCheck : public ::testing::Test {
 
   void set_test_deadline(double seconds) {
     dog_.reset();
-    dog_ =
-        std::make_unique<Watchdog>(seconds_ms(seconds * kSlowdown), "test " + current_test_name());
+    dog_ = std::make_unique<Watchdog>(
+        seconds_ms(std::min(seconds * kSlowdown, kCtestTimeoutSeconds - 10)),
+        "test " + current_test_name());
   }
 
  private:
