@@ -37,7 +37,8 @@ build() {  # build DIR BUILD_TYPE [extra cmake args...]
   shift 2
   # MPROC_WITH_MPI=ON: a missing MPI library fails the build instead of skipping the MPI engine.
   cmake -S "$ROOT" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE="$type" -DMPROC_WITH_MPI=ON "$@" >/dev/null
-  cmake --build "$dir" -j "$JOBS"
+  # shellcheck disable=SC2086  # BUILD_TARGETS is a list
+  cmake --build "$dir" -j "$JOBS" ${BUILD_TARGETS:+--target $BUILD_TARGETS}
 }
 
 run_tests() {  # run_tests DIR LABEL [ctest args...]
@@ -61,7 +62,8 @@ tsan_configure() {
 case "${1:-}" in
   demo)
     install_deps
-    build "$ROOT/build/release" Release
+    # Only what it runs: the demo and mproc-bench, not every test and example.
+    BUILD_TARGETS="throughput_demo mproc-bench" build "$ROOT/build/release" Release
     "$ROOT/build/release/examples/throughput_demo"
     if [ -x "$ROOT/build/release/benchmarks/mproc-bench" ]; then
       "$ROOT/build/release/benchmarks/mproc-bench" --quick --out-dir "$ROOT/build/bench-results"
@@ -78,6 +80,11 @@ case "${1:-}" in
       -DCMAKE_PREFIX_PATH="$ROOT/build/prefix" >/dev/null
     cmake --build "$ROOT/build/consumer"
     "$ROOT/build/consumer/mproc_consumer"
+    echo "== the same consumer built with pkg-config (no CMake)"
+    # shellcheck disable=SC2046  # pkg-config's flags are meant to be split
+    c++ -O2 -o "$ROOT/build/consumer/mproc_consumer_pc" "$ROOT/tests/consumer/main.cpp" \
+      $(PKG_CONFIG_PATH="$ROOT/build/prefix/lib/pkgconfig" pkg-config --cflags --libs mproc)
+    "$ROOT/build/consumer/mproc_consumer_pc"
     build "$ROOT/build/asan" Debug -DMPROC_SANITIZE=address,undefined -DMPROC_BUILD_BENCHMARKS=OFF
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
       run_tests "$ROOT/build/asan" "AddressSanitizer+UBSan"
