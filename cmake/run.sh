@@ -13,7 +13,7 @@ ROOT=$PWD
 JOBS=$(nproc)
 
 PACKAGES=(build-essential cmake ninja-build pkg-config libcereal-dev libasio-dev libspdlog-dev
-          libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev libsodium-dev gnuplot-nox python3
+          libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev libsodium-dev gnuplot-nox python3
           openmpi-bin libopenmpi-dev iproute2)
 # Only the test run needs these: libFuzzer comes with Clang.
 FUZZ_PACKAGES=(clang-14 libclang-rt-14-dev)

@@ -1,7 +1,8 @@
-// Table, JSON and CSV writers (no JSON library: the structure is fixed and small).
+// Table, JSON (nlohmann/json, Debian nlohmann-json3-dev) and CSV writers.
 #include "report.hpp"
 
 #include <cmath>
+#include <nlohmann/json.hpp>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -16,34 +17,6 @@ std::string num(double v) {
   return buf;
 }
 
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out + "\"";
-}
 
 std::string csv_field(const std::string& s) {
   if (s.find_first_of(",\"\n") == std::string::npos) return s;
@@ -123,61 +96,56 @@ void print_table(std::FILE* out, const Results& r) {
   std::fflush(out);
 }
 
+// A number, or null where the measurement is missing (JSON has no NaN).
+nlohmann::json number(double v) {
+  return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr);
+}
+
+nlohmann::json numbers(const std::vector<double>& v) {
+  nlohmann::json a = nlohmann::json::array();
+  for (double x : v) a.push_back(number(x));
+  return a;
+}
+
 void write_json(const std::string& path, const Results& r) {
-  std::ostringstream o;
-  o << "{\n  \"machine\": {\"cpus\": " << r.machine.cpus
-    << ", \"model\": " << json_string(r.machine.model)
-    << ", \"date\": " << json_string(r.machine.date) << "},\n";
-  o << "  \"reps\": " << r.reps << ",\n  \"workers\": " << r.workers
-    << ",\n  \"quick\": " << (r.quick ? "true" : "false")
-    << ",\n  \"wall_seconds\": " << num(r.wall_seconds) << ",\n";
-  o << "  \"rows\": [";
-  for (std::size_t i = 0; i < r.rows.size(); ++i) {
-    const Row& row = r.rows[i];
-    o << (i ? ",\n" : "\n") << "    {\"workload\": " << json_string(row.workload)
-      << ", \"engine\": " << json_string(row.engine) << ", \"unit\": " << json_string(row.unit)
-      << ", \"n\": " << row.n;
-    if (row.samples.empty()) {
-      o << ", \"median\": null, \"min\": null, \"max\": null";
-    } else {
-      o << ", \"median\": " << num(row.median) << ", \"min\": " << num(row.min)
-        << ", \"max\": " << num(row.max);
-    }
-    o << ", \"samples\": [";
-    for (std::size_t j = 0; j < row.samples.size(); ++j)
-      o << (j ? ", " : "") << num(row.samples[j]);
-    o << "]}";
+  using nlohmann::json;
+  json doc;
+  doc["machine"] = {{"cpus", r.machine.cpus}, {"model", r.machine.model}, {"date", r.machine.date}};
+  doc["reps"] = r.reps;
+  doc["workers"] = r.workers;
+  doc["quick"] = r.quick;
+  doc["wall_seconds"] = number(r.wall_seconds);
+  json rows = json::array();
+  for (const Row& row : r.rows) {
+    const bool any = !row.samples.empty();
+    rows.push_back({{"workload", row.workload},
+                    {"engine", row.engine},
+                    {"unit", row.unit},
+                    {"n", row.n},
+                    {"median", any ? number(row.median) : json(nullptr)},
+                    {"min", any ? number(row.min) : json(nullptr)},
+                    {"max", any ? number(row.max) : json(nullptr)},
+                    {"samples", numbers(row.samples)}});
   }
-  o << "\n  ],\n  \"ratios\": [";
-  for (std::size_t i = 0; i < r.ratios.size(); ++i) {
-    const Ratio& q = r.ratios[i];
-    o << (i ? ",\n" : "\n") << "    {\"workload\": " << json_string(q.def.workload)
-      << ", \"name\": " << json_string(q.def.name)
-      << ", \"numerator\": " << json_string(q.def.numerator)
-      << ", \"denominator\": " << json_string(q.def.denominator);
-    if (q.per_rep.empty()) {
-      o << ", \"value\": null, \"min\": null, \"max\": null";
-    } else {
-      o << ", \"value\": " << num(q.value) << ", \"min\": " << num(q.min)
-        << ", \"max\": " << num(q.max);
-    }
-    o << ", \"per_rep\": [";
-    for (std::size_t j = 0; j < q.per_rep.size(); ++j) o << (j ? ", " : "") << num(q.per_rep[j]);
-    o << "], \"goal\": " << (q.def.goal ? num(*q.def.goal) : "null") << ", \"goal_is\": "
-      << json_string(!q.def.goal     ? "none"
-                     : q.def.at_most ? "max"
-                                     : "min")
-      << ", \"met\": "
-      << (!q.def.goal ? "null"
-          : q.met()   ? "true"
-                      : "false")
-      << "}";
+  doc["rows"] = std::move(rows);
+  json ratios = json::array();
+  for (const Ratio& q : r.ratios) {
+    const bool any = !q.per_rep.empty();
+    ratios.push_back({{"workload", q.def.workload},
+                      {"name", q.def.name},
+                      {"numerator", q.def.numerator},
+                      {"denominator", q.def.denominator},
+                      {"value", any ? number(q.value) : json(nullptr)},
+                      {"min", any ? number(q.min) : json(nullptr)},
+                      {"max", any ? number(q.max) : json(nullptr)},
+                      {"per_rep", numbers(q.per_rep)},
+                      {"goal", q.def.goal ? number(*q.def.goal) : json(nullptr)},
+                      {"goal_is", !q.def.goal ? "none" : q.def.at_most ? "max" : "min"},
+                      {"met", q.def.goal ? json(q.met()) : json(nullptr)}});
   }
-  o << "\n  ],\n  \"notes\": [";
-  for (std::size_t i = 0; i < r.notes.size(); ++i)
-    o << (i ? ",\n" : "\n") << "    " << json_string(r.notes[i]);
-  o << (r.notes.empty() ? "]\n}\n" : "\n  ]\n}\n");
-  write_file(path, o.str());
+  doc["ratios"] = std::move(ratios);
+  doc["notes"] = r.notes;
+  write_file(path, doc.dump(2) + "\n");
 }
 
 void write_csv(const std::string& path, const Results& r) {
