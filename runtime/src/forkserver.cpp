@@ -26,10 +26,9 @@
 #include "mproc/logging.hpp"
 #include "mproc/process_info.hpp"
 #include "mproc/runtime/before_fork.hpp"
+#include "mproc/runtime/exec_env.hpp"
 #include "mproc/runtime/fd.hpp"
 #include "mproc/runtime/owner.hpp"
-
-extern char** environ;
 
 namespace mproc::detail {
 namespace {
@@ -193,16 +192,7 @@ void replace(Server& s, const std::string& why) {
   UniqueFd err_r(ep[0]), err_w(ep[1]);
 
   const pid_t program = ::getpid();
-  const std::string value =
-      std::string(kServerEnv) + "=" + std::to_string(theirs.get()) + ":" + std::to_string(program);
-  std::vector<char*> env;
-  const std::size_t prefix = std::strlen(kServerEnv);
-  for (char** e = environ; *e != nullptr; ++e) {
-    if (std::strncmp(*e, kServerEnv, prefix) == 0 && (*e)[prefix] == '=') continue;
-    env.push_back(*e);
-  }
-  env.push_back(const_cast<char*>(value.c_str()));
-  env.push_back(nullptr);
+  const ExecEnv env(kServerEnv, std::to_string(theirs.get()) + ":" + std::to_string(program));
   const std::string& path = program_path();
   char arg0[] = "mproc-fork-server";
   std::array<char*, 2> argv{path.empty() ? arg0 : const_cast<char*>(path.c_str()), nullptr};
@@ -216,7 +206,7 @@ void replace(Server& s, const std::string& why) {
     clear_cloexec(keep[0]);
     close_fds_except(keep);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);  // the exec keeps this thread's mask
-    ::execve("/proc/self/exe", argv.data(), env.data());
+    ::execve("/proc/self/exe", argv.data(), env.envp());
     const int e = errno;
     [[maybe_unused]] ssize_t w = ::write(keep[1], &e, sizeof e);
     ::_exit(127);

@@ -22,11 +22,10 @@
 #include "mproc/logging.hpp"
 #include "mproc/process.hpp"
 #include "mproc/runtime/before_fork.hpp"
+#include "mproc/runtime/exec_env.hpp"
 #include "mproc/runtime/process_table.hpp"
 #include "mproc/serialize/frame.hpp"
 #include "mproc/start_method.hpp"
-
-extern char** environ;
 
 namespace mproc {
 namespace {
@@ -99,15 +98,7 @@ void Process::start_spawn() {
   detail::UniqueFd err_r(ep[0]), err_w(ep[1]);
 
   // Everything the child needs is built before the fork: it only execs.
-  const std::string value = std::string(kEnv) + "=" + std::to_string(theirs.get());
-  std::vector<char*> env;
-  const std::size_t prefix = std::strlen(kEnv);
-  for (char** e = environ; *e != nullptr; ++e) {
-    if (std::strncmp(*e, kEnv, prefix) == 0 && (*e)[prefix] == '=') continue;
-    env.push_back(*e);
-  }
-  env.push_back(const_cast<char*>(value.c_str()));
-  env.push_back(nullptr);
+  const detail::ExecEnv env(kEnv, std::to_string(theirs.get()));
   std::vector<int> keep = target_fds_;
   keep.push_back(theirs.get());
   keep.push_back(err_w.get());
@@ -128,7 +119,7 @@ void Process::start_spawn() {
       ::prctl(PR_SET_PDEATHSIG, SIGTERM);  // survives the exec
       if (::getppid() != parent) ::_exit(0);
     }
-    ::execve("/proc/self/exe", argv.data(), env.data());
+    ::execve("/proc/self/exe", argv.data(), env.envp());
     const int e = errno;
     [[maybe_unused]] ssize_t w = ::write(err_w.get(), &e, sizeof e);
     ::_exit(127);

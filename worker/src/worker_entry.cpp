@@ -21,13 +21,12 @@
 #include "mproc/logging.hpp"
 #include "mproc/process.hpp"
 #include "mproc/process_info.hpp"
+#include "mproc/runtime/exec_env.hpp"
 #include "mproc/runtime/forkserver.hpp"
 #include "mproc/serialize/callable.hpp"
 #ifdef MPROC_WITH_MPI
 #include "mpi_rank.hpp"
 #endif
-
-extern char** environ;
 
 namespace mproc::detail {
 namespace {
@@ -65,23 +64,15 @@ void set_cloexec(int fd, bool on) {
   set_cloexec(fd, false);
   set_cloexec(progress_fd, false);
   char value[320];
-  std::snprintf(value, sizeof value,
-                "%s=%d:%d:%u:%u:%u:%d:%" PRIu64 ":%" PRIu64 ":%" PRIu64 ":%" PRIu64 ":%d",
-                kSpawnEnv, fd, progress_fd, slot, spec.nslots, serial,
-                static_cast<int>(::getppid()), spec.maxtasks, spec.max_frame_bytes, spec.max_memory,
-                spec.max_address_space, spec.log_level);
-  std::vector<char*> env;
-  const std::size_t prefix = std::strlen(kSpawnEnv);
-  for (char** e = environ; *e != nullptr; ++e) {
-    if (std::strncmp(*e, kSpawnEnv, prefix) == 0 && (*e)[prefix] == '=') continue;
-    env.push_back(*e);
-  }
-  env.push_back(value);
-  env.push_back(nullptr);
+  std::snprintf(
+      value, sizeof value, "%d:%d:%u:%u:%u:%d:%" PRIu64 ":%" PRIu64 ":%" PRIu64 ":%" PRIu64 ":%d",
+      fd, progress_fd, slot, spec.nslots, serial, static_cast<int>(::getppid()), spec.maxtasks,
+      spec.max_frame_bytes, spec.max_memory, spec.max_address_space, spec.log_level);
+  const ExecEnv env(kSpawnEnv, value);  // the zygote's child is single-threaded: it may allocate
   const std::string& path = program_path();
   char arg0[] = "mproc-spawn-worker";
   std::array<char*, 2> argv{path.empty() ? arg0 : const_cast<char*>(path.c_str()), nullptr};
-  ::execve("/proc/self/exe", argv.data(), env.data());
+  ::execve("/proc/self/exe", argv.data(), env.envp());
   std::fprintf(stderr, "mproc: cannot exec /proc/self/exe for a spawn worker: %s\n",
                std::strerror(errno));
   ::_exit(127);
