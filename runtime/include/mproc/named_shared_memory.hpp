@@ -21,7 +21,7 @@
 // Handles. A SharedMemory is a cheap shared handle: copies share one mapping of the block in
 // this process, which is unmapped when the last of them is closed or destroyed. close() ends
 // this handle's access (buf() then throws), as Python's close() ends one instance's. Across
-// processes a handle travels by name (about 30 bytes on the wire): the receiving process
+// processes a handle travels by name (its name and size: a few dozen bytes on the wire): the receiving process
 // attaches on decode — a Process target's argument, a pool task's argument or result, under
 // fork, forkserver and spawn alike. Decoded handles share one mapping per block per process
 // (see SharedSpan): a worker maps a block once, not once per task. A decoded handle whose block
@@ -35,7 +35,11 @@
 // by SIGKILL. A fork child shares its parent's tracker, so a block it made is unlinked when the
 // whole tree has ended; an exec'd process (spawn, forkserver, another program) has its own.
 // track = false leaves the block for another program, which must unlink it. The tracker writes
-// one line to stderr per block it had to unlink (Python warns too).
+// one line to stderr per block it had to unlink (Python warns too). unlink() tells this
+// process's tracker; a block unlinked by a process with another tracker (a spawned worker) is
+// unlinked again, harmlessly, by the creator's tracker at its end — unless a new block has taken
+// the name by then, which, as in Python, is then unlinked too: do not reuse names of tracked
+// blocks across programs.
 //
 // SharedSpan<T> (T trivially copyable; SharedSpan<const T> for read-only use) is a block name,
 // an element offset and a count, plus this process's mapping. Constructing one out of range is
