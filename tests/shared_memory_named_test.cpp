@@ -343,6 +343,21 @@ TEST_F(NamedShm, UntrackedBlockOutlivesItsSigkilledCreator) {
   shm.unlink();
 }
 
+TEST_F(NamedShm, TheTrackerLeavesANameThatNowNamesAnotherBlockAlone) {
+  const std::string n = name("reused");
+  Helper h = start_helper({"create", n, "4096", "1"});
+  ASSERT_EQ(read_line(h.out), "ready");
+  ::close(h.out);
+  mproc::SharedMemory::attach(n).unlink();  // unlinked here, not by the creator's tracker...
+  auto mine = mproc::SharedMemory::create(8192, n, /*track=*/false);  // ...and the name reused
+  ::kill(h.pid, SIGKILL);
+  ::waitpid(h.pid, nullptr, 0);
+  std::this_thread::sleep_for(500ms);  // the creator's tracker has run its clean-up by now
+  EXPECT_TRUE(shm_exists(n));
+  EXPECT_EQ(mproc::SharedMemory::attach(n).size(), 8192u);
+  mine.unlink();
+}
+
 TEST_F(NamedShm, TheTrackerIsAProcessOfItsOwnNotAChild) {
   const pid_t t = mproc::detail::shm_tracker_pid();
   ASSERT_GT(t, 0);

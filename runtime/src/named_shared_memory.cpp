@@ -167,7 +167,7 @@ std::shared_ptr<ShmMapping> shm_create(std::string_view requested, std::size_t s
     struct stat st {};
     if (::fstat(fd, &st) != 0) fail("mproc: cannot stat shared memory '" + name + "'", errno);
     auto m = map_fd(name, fd, size, st);
-    if (track) shm_tracker_register(name);
+    if (track) shm_tracker_register(name, m->dev, m->ino);
     return m;
   } catch (...) {
     ::shm_unlink(path_of(name).c_str());

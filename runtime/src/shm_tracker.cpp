@@ -20,8 +20,9 @@
 //
 // One tracker per process tree: a fork child (a Process under fork, a pool worker, a zygote)
 // inherits its parent's connection and registers on it; a process that is exec'd (spawn,
-// forkserver, another program) starts its own on first use. Messages are 'R' or 'U' followed
-// by the name, one per datagram, so writers in several processes never interleave.
+// forkserver, another program) starts its own on first use. Messages are 'R' + the file's
+// device and inode + the name, or 'U' + the name, one per datagram, so writers in several
+// processes never interleave.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -29,15 +30,17 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <mutex>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -75,25 +78,37 @@ Client& client() {
   throw SharedMemoryError(what + ": " + std::strerror(err), err);
 }
 
-// In the tracker: collect names until every client end is closed, then unlink what is left.
+// In the tracker: collect names until every client end is closed, then unlink what is left —
+// if the name still names the file that was registered (same device and inode): a block
+// unlinked elsewhere and re-created under the same name by someone else is not ours to remove.
 [[noreturn]] void run_tracker(int fd) {
-  std::set<std::string> names;
+  struct Id {
+    std::uint64_t dev, ino;
+  };
+  std::map<std::string, Id> names;
   char buf[kMaxMessage];
   for (;;) {
     const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;  // 0: every client has ended
-    if (n < 2) continue;
-    std::string name(buf + 1, static_cast<std::size_t>(n - 1));
-    if (buf[0] == 'R') {
-      names.insert(std::move(name));
-    } else if (buf[0] == 'U') {
-      names.erase(name);
+    if (buf[0] == 'R' && n > 17) {
+      Id id{};
+      std::memcpy(&id.dev, buf + 1, 8);
+      std::memcpy(&id.ino, buf + 9, 8);
+      names[std::string(buf + 17, static_cast<std::size_t>(n - 17))] = id;
+    } else if (buf[0] == 'U' && n > 1) {
+      names.erase(std::string(buf + 1, static_cast<std::size_t>(n - 1)));
     }
   }
-  for (const std::string& name : names) {
+  for (const auto& [name, id] : names) {
     const std::string path = "/" + name;
-    if (::shm_unlink(path.c_str()) == 0) {
+    const int f = ::shm_open(path.c_str(), O_RDONLY | O_CLOEXEC, 0);
+    if (f < 0) continue;  // unlinked already
+    struct stat st {};
+    const bool same = ::fstat(f, &st) == 0 && static_cast<std::uint64_t>(st.st_dev) == id.dev &&
+                      static_cast<std::uint64_t>(st.st_ino) == id.ino;
+    ::close(f);
+    if (same && ::shm_unlink(path.c_str()) == 0) {
       std::fprintf(stderr,
                    "mproc: shared-memory tracker: unlinked '%s', which the process that created it "
                    "left behind (it ended without unlink())\n",
@@ -215,30 +230,38 @@ pid_t shm_tracker_pid() noexcept {
 }
 
 namespace {
-bool send_message(char op, const std::string& name) {
-  if (name.size() + 1 > kMaxMessage) return false;
-  char buf[kMaxMessage];
-  buf[0] = op;
-  std::memcpy(buf + 1, name.data(), name.size());
+bool send_message(const char* msg, std::size_t len) {
   Client& c = client();
   std::lock_guard lock(c.mu);
   if (c.fd < 0) return false;
   for (;;) {
-    if (::send(c.fd, buf, name.size() + 1, MSG_NOSIGNAL) >= 0) return true;
+    if (::send(c.fd, msg, len, MSG_NOSIGNAL) >= 0) return true;
     if (errno != EINTR) return false;
   }
 }
 }  // namespace
 
-void shm_tracker_register(const std::string& name) {
+void shm_tracker_register(const std::string& name, std::uint64_t dev, std::uint64_t ino) {
   shm_tracker_start();
-  if (!send_message('R', name)) {
+  char buf[kMaxMessage];
+  if (name.size() + 17 > sizeof buf) {
+    throw SharedMemoryError("mproc: shared memory name too long for the tracker", EINVAL);
+  }
+  buf[0] = 'R';
+  std::memcpy(buf + 1, &dev, 8);
+  std::memcpy(buf + 9, &ino, 8);
+  std::memcpy(buf + 17, name.data(), name.size());
+  if (!send_message(buf, name.size() + 17)) {
     fail("mproc: cannot register '" + name + "' with the shared-memory tracker", errno);
   }
 }
 
 void shm_tracker_unregister(const std::string& name) noexcept {
-  (void)send_message('U', name);
+  char buf[kMaxMessage];
+  if (name.size() + 1 > sizeof buf) return;
+  buf[0] = 'U';
+  std::memcpy(buf + 1, name.data(), name.size());
+  (void)send_message(buf, name.size() + 1);
 }
 
 }  // namespace mproc::detail

@@ -21,11 +21,11 @@
 // Handles. A SharedMemory is a cheap shared handle: copies share one mapping of the block in
 // this process, which is unmapped when the last of them is closed or destroyed. close() ends
 // this handle's access (buf() then throws), as Python's close() ends one instance's. Across
-// processes a handle travels by name (its name and size: a few dozen bytes on the wire): the receiving process
-// attaches on decode — a Process target's argument, a pool task's argument or result, under
-// fork, forkserver and spawn alike. Decoded handles share one mapping per block per process
-// (see SharedSpan): a worker maps a block once, not once per task. A decoded handle whose block
-// is gone, or smaller than the sender's, is a SerializationError in the receiver.
+// processes a handle travels by name (its name and size: a few dozen bytes on the wire): the
+// receiving process attaches on decode — a Process target's argument, a pool task's argument or
+// result, under fork, forkserver and spawn alike. Decoded handles share one mapping per block per
+// process (see SharedSpan): a worker maps a block once, not once per task. A decoded handle whose
+// block is gone, or smaller than the sender's, is a SerializationError in the receiver.
 //
 // Lifetime ("who unlinks"). Destroying or closing a handle never unlinks: the name lives until
 // unlink() (any process may call it, once), as in Python. With track = true (the default) the
@@ -37,9 +37,9 @@
 // track = false leaves the block for another program, which must unlink it. The tracker writes
 // one line to stderr per block it had to unlink (Python warns too). unlink() tells this
 // process's tracker; a block unlinked by a process with another tracker (a spawned worker) is
-// unlinked again, harmlessly, by the creator's tracker at its end — unless a new block has taken
-// the name by then, which, as in Python, is then unlinked too: do not reuse names of tracked
-// blocks across programs.
+// looked for again by the creator's tracker at its end, which unlinks a name only while it
+// still names the very file that was created (device and inode): a block re-created under the
+// same name by someone else is left alone (Python's tracker would unlink it).
 //
 // SharedSpan<T> (T trivially copyable; SharedSpan<const T> for read-only use) is a block name,
 // an element offset and a count, plus this process's mapping. Constructing one out of range is

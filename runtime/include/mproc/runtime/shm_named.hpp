@@ -72,9 +72,10 @@ void shm_unlink(std::string_view name);
 void shm_tracker_start();
 // Whether this process has a tracker connection (started here or inherited through fork).
 bool shm_tracker_running() noexcept;
-// Tells the tracker that `name` was created (it unlinks it if still there when every process
-// holding a connection to it has ended) or unlinked. Throws SharedMemoryError.
-void shm_tracker_register(const std::string& name);
+// Tells the tracker that `name` was created as the file (dev, ino) — it unlinks it if that file
+// still has the name when every process holding a connection to the tracker has ended — or
+// unlinked. Throws SharedMemoryError.
+void shm_tracker_register(const std::string& name, std::uint64_t dev, std::uint64_t ino);
 void shm_tracker_unregister(const std::string& name) noexcept;
 // The pid of the tracker (for tests), or -1.
 pid_t shm_tracker_pid() noexcept;
