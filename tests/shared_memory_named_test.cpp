@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
+#include <cstdlib>
 #include <map>
 #include <mproc/mproc.hpp>
 #include <numeric>
@@ -77,8 +78,8 @@ struct Helper {
   int out = -1;  // its stdout
 };
 
-Helper start_helper(std::vector<std::string> args) {
-  args.insert(args.begin(), MPROC_SHM_CLIENT);
+Helper start_program(const char* program, std::vector<std::string> args) {
+  args.insert(args.begin(), program);
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -88,15 +89,19 @@ Helper start_helper(std::vector<std::string> args) {
   ::posix_spawn_file_actions_init(&fa);
   ::posix_spawn_file_actions_adddup2(&fa, p[1], 1);
   Helper h;
-  const int rc = ::posix_spawn(&h.pid, MPROC_SHM_CLIENT, &fa, nullptr, argv.data(), environ);
+  const int rc = ::posix_spawnp(&h.pid, program, &fa, nullptr, argv.data(), environ);
   ::posix_spawn_file_actions_destroy(&fa);
   ::close(p[1]);
   if (rc != 0) {
     ::close(p[0]);
-    throw std::runtime_error("posix_spawn " MPROC_SHM_CLIENT);
+    throw std::runtime_error(std::string("posix_spawn ") + program);
   }
   h.out = p[0];
   return h;
+}
+
+Helper start_helper(std::vector<std::string> args) {
+  return start_program(MPROC_SHM_CLIENT, std::move(args));
 }
 
 // One line of the helper's stdout (without the newline); "" at EOF.
@@ -108,13 +113,17 @@ std::string read_line(int fd) {
 }
 
 // Runs the helper to its end: its exit status and its first line.
-std::pair<int, std::string> run_helper(std::vector<std::string> args) {
-  Helper h = start_helper(std::move(args));
+std::pair<int, std::string> run_helper_program(const char* program, std::vector<std::string> args) {
+  Helper h = start_program(program, std::move(args));
   std::string line = read_line(h.out);
   ::close(h.out);
   int status = 0;
   ::waitpid(h.pid, &status, 0);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), line};
+}
+
+std::pair<int, std::string> run_helper(std::vector<std::string> args) {
+  return run_helper_program(MPROC_SHM_CLIENT, std::move(args));
 }
 
 template <class F>
@@ -255,6 +264,39 @@ TEST_F(NamedShm, AnotherProgramAttachesByName) {
   shm.unlink();
   const auto [gone, msg] = run_helper({"attach", n});
   EXPECT_EQ(gone, 3) << msg;  // ENOENT, reported as an error, not a crash
+}
+
+// Python's own SharedMemory(name=...) reads what this process wrote and writes back (skipped
+// without python3). Python 3.12 and older register even an attached block with their resource
+// tracker, which would unlink it when the script ends: the script unregisters it.
+TEST_F(NamedShm, PythonAttachesByName) {
+  if (std::system("python3 -c 'from multiprocessing import shared_memory' > /dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "python3 with multiprocessing.shared_memory is not available";
+  }
+  const std::string n = name("python");
+  auto shm = mproc::SharedMemory::create(4096, n);
+  auto w = shm.as<std::uint64_t>();
+  w[0] = 4242;
+  const std::string script =
+      "import struct\n"
+      "from multiprocessing import shared_memory, resource_tracker\n"
+      "s = shared_memory.SharedMemory(name='" +
+      n +
+      "')\n"
+      "try:\n"
+      "    resource_tracker.unregister(s._name, 'shared_memory')\n"
+      "except Exception:\n"
+      "    pass\n"
+      "v = struct.unpack_from('Q', s.buf, 0)[0]\n"
+      "struct.pack_into('Q', s.buf, 8, v * 2)\n"
+      "print(v, s.size)\n"
+      "s.close()\n";
+  const auto [code, line] = run_helper_program("python3", {"-c", script});
+  EXPECT_EQ(code, 0) << line;
+  EXPECT_EQ(line, "4242 4096");
+  EXPECT_EQ(w[1], 8484u);
+  EXPECT_TRUE(shm_exists(n));
+  shm.unlink();
 }
 
 TEST_F(NamedShm, UnlinkThenAttachIsAClearError) {
