@@ -68,6 +68,8 @@ class NamedShm : public mproc_test::LeakCheck {
     names_.push_back(unique_name(what));
     return names_.back();
   }
+  // A block named elsewhere: removed at the end of the test if the test did not.
+  void adopt(const std::string& n) { names_.push_back(n); }
 
  private:
   std::vector<std::string> names_;
@@ -162,6 +164,14 @@ std::uint64_t add_by_name(std::string name, std::size_t i) {
   return w[i];
 }
 
+// A block made in the worker and handed back (untracked: an exec'd worker's own tracker would
+// unlink a tracked one when the worker ends; see named_shared_memory.hpp).
+mproc::SharedMemory make_block_in_worker(std::uint64_t value) {
+  auto shm = mproc::SharedMemory::create(4096, {}, /*track=*/false);
+  shm.as<std::uint64_t>()[0] = value;
+  return shm;
+}
+
 double sum_slice(mproc::SharedSpan<const double> xs) {
   return std::accumulate(xs.begin(), xs.end(), 0.0);
 }
@@ -251,6 +261,18 @@ TEST_F(NamedShm, PoolTasksWriteThroughHandlesAndNames) {
   }
   for (std::size_t i = 1; i <= 16; ++i) EXPECT_EQ(w[i], i * i + 1000) << i;
   shm.unlink();
+}
+
+TEST_F(NamedShm, ABlockMadeInATaskComesBackAsAResult) {
+  mproc::Pool pool(1);
+  auto shm = pool.apply(make_block_in_worker, std::uint64_t{99});
+  ASSERT_FALSE(shm.name().empty());
+  adopt(shm.name());
+  EXPECT_EQ(shm.as<std::uint64_t>()[0], 99u);
+  auto again = mproc::SharedMemory::attach(shm.name());  // still there by name
+  EXPECT_EQ(again.size(), 4096u);
+  shm.unlink();
+  EXPECT_FALSE(shm_exists(shm.name()));
 }
 
 TEST_F(NamedShm, AnotherProgramAttachesByName) {
