@@ -172,6 +172,15 @@ mproc::SharedMemory make_block_in_worker(std::uint64_t value) {
   return shm;
 }
 
+// A tracked block made in a worker and left there: its tracker unlinks it when the worker ends.
+std::string leave_tracked_block_in_worker(int) {
+  return mproc::SharedMemory::create(4096).name();
+}
+
+void leave_tracked_block_in_process(std::string name) {
+  mproc::SharedMemory::create(4096, name);
+}
+
 double sum_slice(mproc::SharedSpan<const double> xs) {
   return std::accumulate(xs.begin(), xs.end(), 0.0);
 }
@@ -420,6 +429,44 @@ TEST_F(NamedShm, TheTrackerLeavesANameThatNowNamesAnotherBlockAlone) {
   EXPECT_TRUE(shm_exists(n));
   EXPECT_EQ(mproc::SharedMemory::attach(n).size(), 8192u);
   mine.unlink();
+}
+
+// A pool worker has a tracker of its own (the zygote closes the descriptors it inherits, so a
+// fork worker must not take the inherited number for the parent's tracker): what a worker made
+// and left is unlinked when the pool's workers end, and the pool keeps working meanwhile.
+TEST_F(NamedShm, WhatAPoolWorkerLeavesIsUnlinkedWhenTheWorkersEnd) {
+  std::vector<std::string> names;
+  {
+    mproc::Pool pool(2);
+    names = pool.map(leave_tracked_block_in_worker, std::vector<int>(6, 0), 1);
+    for (const auto& n : names) adopt(n);
+    for (const auto& n : names) EXPECT_TRUE(shm_exists(n)) << n;
+    EXPECT_EQ(pool.map(leave_tracked_block_in_worker, std::vector<int>(4, 0), 1).size(), 4u);
+  }
+  EXPECT_TRUE(mproc_test::eventually(
+      [&] {
+        for (const auto& n : names)
+          if (shm_exists(n)) return false;
+        return true;
+      },
+      2000ms));
+}
+
+// A Process started with fork shares this process's tracker: what it leaves lives as long as
+// this process. A spawned (or forkserver) Process has its own: what it leaves goes with it.
+TEST_F(NamedShm, AProcessLeavesATrackedBlockToTheTrackerItShares) {
+  const std::string n = name("left");
+  mproc::Process p(leave_tracked_block_in_process, n);
+  p.start();
+  p.join();
+  ASSERT_EQ(p.exitcode(), 0);
+  if (mproc::get_start_method() == mproc::StartMethod::kFork) {
+    std::this_thread::sleep_for(300ms);
+    EXPECT_TRUE(shm_exists(n));
+    mproc::SharedMemory::attach(n).unlink();
+  } else {
+    EXPECT_TRUE(mproc_test::eventually([&] { return !shm_exists(n); }, 2000ms));
+  }
 }
 
 TEST_F(NamedShm, TheTrackerIsAProcessOfItsOwnNotAChild) {

@@ -18,8 +18,9 @@
 // are /dev/null (a pipe the program's reader waits on must not be held open by it); every
 // descriptor but its end of the socket and stderr is closed.
 //
-// One tracker per process tree: a fork child (a Process under fork, a pool worker, a zygote)
-// inherits its parent's connection and registers on it; a process that is exec'd (spawn,
+// One tracker per process tree: a fork child (a Process under fork, a child of the user's own
+// fork()) inherits its parent's connection and registers on it; a process that does not keep
+// the descriptor — a pool worker (its zygote closes what it inherits) — or is exec'd (spawn,
 // forkserver, another program) starts its own on first use. Messages are 'R' + the file's
 // device and inode + the name, or 'U' + the name, one per datagram, so writers in several
 // processes never interleave.
@@ -45,6 +46,7 @@
 #include <vector>
 
 #include "mproc/errors.hpp"
+#include "mproc/runtime/owner.hpp"
 #include "mproc/runtime/shm_named.hpp"
 
 extern char** environ;
@@ -62,6 +64,8 @@ struct Client {
   std::mutex mu;
   int fd = -1;  // this process's end; inherited by fork children (intentionally: see above)
   pid_t tracker = -1;
+  std::uint64_t dev = 0, ino = 0;  // the socket's identity
+  pid_t verified = -1;             // the process in which `fd` was last checked
 };
 
 Client& client() {
@@ -76,6 +80,23 @@ Client& client() {
 
 [[noreturn]] void fail(const std::string& what, int err) {
   throw SharedMemoryError(what + ": " + std::strerror(err), err);
+}
+
+// A fork child inherits the number with the rest of memory, but not necessarily the socket: a
+// pool's zygote closes every descriptor it inherits, and the number may since name another
+// file (a worker's own socket, even). So in each new process the number is checked once
+// against the socket's identity; a stranger is forgotten, never written to (nor closed: it is
+// not ours), and this process starts a tracker of its own when it needs one. Call with c.mu held.
+void validate(Client& c) noexcept {
+  const pid_t me = current_pid();
+  if (c.fd < 0 || c.verified == me) return;
+  struct stat st {};
+  if (::fstat(c.fd, &st) != 0 || static_cast<std::uint64_t>(st.st_dev) != c.dev ||
+      static_cast<std::uint64_t>(st.st_ino) != c.ino) {
+    c.fd = -1;
+    c.tracker = -1;
+  }
+  c.verified = me;
 }
 
 // In the tracker: collect names until every client end is closed, then unlink what is left —
@@ -141,6 +162,7 @@ void enter_if_shm_tracker() {
 void shm_tracker_start() {
   Client& c = client();
   std::lock_guard lock(c.mu);
+  validate(c);
   if (c.fd >= 0) return;
   if (!g_init_entered) {
     throw SharedMemoryError(
@@ -213,19 +235,30 @@ void shm_tracker_start() {
         "mproc: the shared-memory tracker did not start (does main call mproc::init first?)",
         ECHILD);
   }
+  struct stat st {};
+  if (::fstat(mine, &st) != 0) {
+    const int err = errno;
+    ::close(mine);
+    fail("mproc: shared-memory tracker: fstat", err);
+  }
   c.fd = mine;
   c.tracker = tracker;
+  c.dev = static_cast<std::uint64_t>(st.st_dev);
+  c.ino = static_cast<std::uint64_t>(st.st_ino);
+  c.verified = current_pid();
 }
 
 bool shm_tracker_running() noexcept {
   Client& c = client();
   std::lock_guard lock(c.mu);
+  validate(c);
   return c.fd >= 0;
 }
 
 pid_t shm_tracker_pid() noexcept {
   Client& c = client();
   std::lock_guard lock(c.mu);
+  validate(c);
   return c.tracker;
 }
 
@@ -233,6 +266,7 @@ namespace {
 bool send_message(const char* msg, std::size_t len) {
   Client& c = client();
   std::lock_guard lock(c.mu);
+  validate(c);
   if (c.fd < 0) return false;
   for (;;) {
     if (::send(c.fd, msg, len, MSG_NOSIGNAL) >= 0) return true;

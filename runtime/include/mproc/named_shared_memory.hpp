@@ -32,12 +32,12 @@
 // creator registers the name with its tracker: a small process, started on first use from this
 // program's executable (so main must begin with mproc::init), which unlinks every block its
 // clients created and did not unlink once all of them have ended — normally, by exception, or
-// by SIGKILL. A fork child shares its parent's tracker, so a block it made is unlinked when the
-// whole tree has ended; an exec'd process (a spawn or forkserver worker or Process, another
-// program) has its own, so a tracked block made there is unlinked when that process ends even if
-// its parent holds a handle (the mapping stays valid; attaching by name then fails): make blocks
-// that must outlive a worker in the parent, or with track = false and an explicit unlink().
-// (Python hands its tracker down to spawned children; mproc does not, yet.)
+// by SIGKILL. A Process started with fork shares its parent's tracker, so a block it made is
+// unlinked when both have ended; a pool worker (any start method) and a spawned or forkserver
+// Process have their own, so a tracked block made there is unlinked when that process ends even
+// if its parent holds a handle (the mapping stays valid; attaching by name then fails): make
+// blocks that must outlive a worker in the parent, or with track = false and an explicit
+// unlink(). (Python hands its tracker down to spawned children; mproc does not, yet.)
 // track = false leaves the block for another program, which must unlink it. The tracker writes
 // one line to stderr per block it had to unlink (Python warns too). unlink() tells this
 // process's tracker; a block unlinked by a process with another tracker (a spawned worker) is
