@@ -17,6 +17,9 @@
 //   python-shm      Python's multiprocessing.shared_memory with a fork Pool: each task attaches
 //                   by name and sums a memoryview slice (numpy's sum when numpy is installed);
 //                   a first pass, like mproc-shm-cold
+//   serial-cpu,     GB per CPU-second (CLOCK_THREAD_CPUTIME_ID) of the serial loop and of the
+//   mproc-shm-cpu   workers' tasks (mapped, as mproc-shm): equal when the parallel path spends
+//                   no CPU per byte beyond the loop's, whatever else the machine runs
 // Every engine sums the same values with the same kernel (a plain loop, as std::accumulate);
 // values are small integers, so every order of summation gives the exact same total. Each
 // measurement makes its own pool and warms it up; not timed: the block's creation and filling.
@@ -31,6 +34,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdlib>
+#include <ctime>
 #include <deque>
 #include <filesystem>
 #include <memory>
@@ -38,6 +42,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "workload_support.hpp"
@@ -62,6 +67,21 @@ int bench_shm_touch_all(mproc::SharedSpan<const double> xs) {
     touched = xs.name();
   }
   return static_cast<int>(::getpid());
+}
+
+namespace {
+std::int64_t thread_cpu_ns() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+}  // namespace
+
+// The sum and the CPU time this worker spent on it (page faults included).
+std::pair<double, std::int64_t> bench_shm_sum_slice_cpu(mproc::SharedSpan<const double> xs) {
+  const std::int64_t t0 = thread_cpu_ns();
+  const double s = std::accumulate(xs.begin(), xs.end(), 0.0);
+  return {s, thread_cpu_ns() - t0};
 }
 
 int bench_shm_trivial(int x) {
@@ -124,10 +144,16 @@ double gbps(std::size_t bytes, double s) {
   return static_cast<double>(bytes) / s / 1e9;
 }
 
-Result serial_reduce(std::size_t bytes, bool warm_mapping, std::string& error) {
+Result serial_reduce(std::size_t bytes, bool warm_mapping, std::string& error,
+                     bool cpu_time = false) {
   const Array& a = live_array(bytes);
   double s = 0, t = 0;
-  if (warm_mapping) {  // the creator's own mapping, every page touched when it was filled
+  if (cpu_time) {
+    const auto xs = a.shm.as<const double>();
+    const std::int64_t t0 = thread_cpu_ns();
+    s = std::accumulate(xs.begin(), xs.end(), 0.0);
+    t = static_cast<double>(thread_cpu_ns() - t0) / 1e9;
+  } else if (warm_mapping) {  // the creator's own mapping, every page touched when it was filled
     const auto xs = a.shm.as<const double>();
     const auto t0 = Clock::now();
     s = std::accumulate(xs.begin(), xs.end(), 0.0);
@@ -150,7 +176,8 @@ void warm(mproc::Pool& pool) {
   (void)pool.map(bench_shm_trivial, in, 1);
 }
 
-Result shm_reduce(std::size_t bytes, std::size_t workers, bool warm_mapping, std::string& error) {
+Result shm_reduce(std::size_t bytes, std::size_t workers, bool warm_mapping, bool cpu_time,
+                  std::string& error) {
   const Array& a = live_array(bytes);
   mproc::Pool pool(workers);
   warm(pool);
@@ -165,6 +192,18 @@ Result shm_reduce(std::size_t bytes, std::size_t workers, bool warm_mapping, std
       for (int pid : pool.map(bench_shm_touch_all, whole, 1)) done.insert(pid);
     }
     if (done.size() < pids.size()) return fail(error, "a worker never received a warm-up task");
+  }
+  if (cpu_time) {  // GB per CPU-second of the workers, whatever else the machine runs
+    const auto parts =
+        pool.map(bench_shm_sum_slice_cpu, mproc::slices_of<const double>(a.shm, kSlices), 1);
+    double s = 0;
+    std::int64_t ns = 0;
+    for (const auto& [part, t] : parts) {
+      s += part;
+      ns += t;
+    }
+    if (s != a.expected) return fail(error, "wrong sum");
+    return gbps(bytes, static_cast<double>(ns) / 1e9);
   }
   const auto t0 = Clock::now();
   const auto parts =
@@ -236,17 +275,28 @@ void add_shm_workloads(const Config& cfg, const std::vector<std::string>& only,
                {}};
     w.engines.push_back(
         engine("serial", u, n, [bytes](std::string& e) { return serial_reduce(bytes, true, e); }));
-    w.engines.push_back(engine(
-        "mproc-shm", u, n, [bytes, k](std::string& e) { return shm_reduce(bytes, k, true, e); }));
+    w.engines.push_back(engine("mproc-shm", u, n, [bytes, k](std::string& e) {
+      return shm_reduce(bytes, k, true, false, e);
+    }));
     w.engines.push_back(engine("serial-cold", u, n,
                                [bytes](std::string& e) { return serial_reduce(bytes, false, e); }));
     w.engines.push_back(engine("mproc-shm-cold", u, n, [bytes, k](std::string& e) {
-      return shm_reduce(bytes, k, false, e);
+      return shm_reduce(bytes, k, false, false, e);
     }));
     w.engines.push_back(engine("mproc-vector", u, n,
                                [bytes, k](std::string& e) { return vector_reduce(bytes, k, e); }));
+    // GB per CPU-second: whether the parallel path costs more CPU per byte than the loop, on a
+    // machine where other programs may take CPUs from the wall-clock rows.
+    w.engines.push_back(engine("serial-cpu", "GB/cpu-s", n, [bytes](std::string& e) {
+      return serial_reduce(bytes, true, e, true);
+    }));
+    w.engines.push_back(engine("mproc-shm-cpu", "GB/cpu-s", n, [bytes, k](std::string& e) {
+      return shm_reduce(bytes, k, true, true, e);
+    }));
     w.ratios.push_back(
         ratio("shm-reduce", "mproc-shm / serial (speed-up, mapped)", "mproc-shm", "serial", 1.8));
+    w.ratios.push_back(ratio("shm-reduce", "mproc-shm-cpu / serial-cpu (1 = no CPU per byte extra)",
+                             "mproc-shm-cpu", "serial-cpu"));
     w.ratios.push_back(ratio("shm-reduce", "mproc-shm-cold / serial-cold (first pass)",
                              "mproc-shm-cold", "serial-cold"));
     w.ratios.push_back(
