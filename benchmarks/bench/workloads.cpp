@@ -28,6 +28,7 @@
 
 #include "floor.hpp"
 #include "manager_workloads.hpp"
+#include "shm_workloads.hpp"
 #include "std_thread_pool.hpp"
 #include "workload_support.hpp"
 
@@ -371,8 +372,9 @@ void add_mpi(Workload& w, const Config& cfg, const std::string& workload, const 
 }  // namespace
 
 const std::vector<std::string>& workload_names() {
-  static const std::vector<std::string> names = append_manager_workload_names(
-      {"apply", "apply_async", "map", "imap", "cpu", "payload", "maxtasks", "respawn", "startup"});
+  static const std::vector<std::string> names = append_shm_workload_names(
+      append_manager_workload_names({"apply", "apply_async", "map", "imap", "cpu", "payload",
+                                     "maxtasks", "respawn", "startup"}));
   return names;
 }
 
@@ -573,6 +575,7 @@ std::vector<Workload> make_workloads(const Config& cfg, const std::vector<std::s
     out.push_back(std::move(w));
   }
   add_manager_workloads(cfg, only, out, notes);
+  add_shm_workloads(cfg, only, out, notes);
   return out;
 }
 

@@ -23,6 +23,7 @@
 #include "mproc/process_info.hpp"
 #include "mproc/runtime/exec_env.hpp"
 #include "mproc/runtime/forkserver.hpp"
+#include "mproc/runtime/shm_named.hpp"
 #include "mproc/serialize/callable.hpp"
 #ifdef MPROC_WITH_MPI
 #include "mpi_rank.hpp"
@@ -188,6 +189,7 @@ Zygote start_zygote(StartMethod method, const WorkerSpec& spec, int progress_fd,
 namespace mproc {
 
 void init(int argc, char** argv) {
+  detail::enter_if_shm_tracker();  // first: a tracker exec'd from this program never returns
   if (detail::init_called()) return;
   detail::enter_if_spawned_worker();
   detail::enter_if_spawned_process(argc, argv);  // a Process started with "spawn"

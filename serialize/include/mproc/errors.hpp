@@ -162,4 +162,19 @@ class AuthenticationError : public Error {
   using Error::Error;
 };
 
+// A named shared-memory block (SharedMemory, ShareableList, SharedMemoryManager) cannot be
+// created, attached, mapped or unlinked as asked: code() is the errno that says why — ENOENT (no
+// block of that name: never created, or unlinked; Python's FileNotFoundError), EEXIST (create
+// with a name in use; FileExistsError), EINVAL (a bad name or size, an attach asking for more
+// bytes than the block has, a block that is not what was expected; ValueError), EACCES, ENOSPC
+// (/dev/shm full), ...
+class SharedMemoryError : public Error {
+ public:
+  SharedMemoryError(const std::string& what, int code) : Error(what), code_(code) {}
+  int code() const noexcept { return code_; }
+
+ private:
+  int code_;
+};
+
 }  // namespace mproc
