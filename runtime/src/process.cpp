@@ -22,6 +22,39 @@ Process::Process() {
   daemon_ = self.daemon;
 }
 
+Process::Process(Process&& other) noexcept
+    : target_(std::move(other.target_)),
+      target_fds_(std::move(other.target_fds_)),
+      name_(std::move(other.name_)),
+      identity_(std::move(other.identity_)),
+      daemon_(other.daemon_),
+      closed_(other.closed_),
+      moved_from_(other.moved_from_),
+      state_(std::move(other.state_)) {
+  if (state_) detail::table_set_owner(*state_, this);
+  other.target_.clear();
+  other.target_fds_.clear();
+  other.moved_from_ = true;
+}
+
+Process& Process::operator=(Process&& other) noexcept {
+  if (this == &other) return *this;
+  if (state_) detail::table_forget_owner(*state_);  // its child runs on, unowned (as ~Process)
+  target_ = std::move(other.target_);
+  target_fds_ = std::move(other.target_fds_);
+  name_ = std::move(other.name_);
+  identity_ = std::move(other.identity_);
+  daemon_ = other.daemon_;
+  closed_ = other.closed_;
+  moved_from_ = other.moved_from_;
+  state_ = std::move(other.state_);
+  if (state_) detail::table_set_owner(*state_, this);
+  other.target_.clear();
+  other.target_fds_.clear();
+  other.moved_from_ = true;
+  return *this;
+}
+
 Process::~Process() {
   if (state_) detail::table_forget_owner(*state_);
 }
@@ -31,6 +64,7 @@ void Process::run() {
 }
 
 void Process::check_not_closed() const {
+  if (moved_from_) throw ProcessError("use of a moved-from Process");
   if (closed_) throw ProcessError("process object is closed");
 }
 

@@ -95,6 +95,13 @@ class Process {
 
   Process(const Process&) = delete;
   Process& operator=(const Process&) = delete;
+  // Movable, started or not (std::vector<mproc::Process> works): the child, its exit code and
+  // its place in active_children() go with the object. The moved-from Process is empty:
+  // destroying it does nothing to the child, and calls on it throw ProcessError ("moved-from").
+  // Moving assigns over a Process that still runs leaves that child running (as destroying it
+  // would). A subclass is moved as its Process part; moving must not race with other calls.
+  Process(Process&& other) noexcept;
+  Process& operator=(Process&& other) noexcept;
   virtual ~Process();
 
   // What the child runs. The default calls the target (if any).
@@ -153,6 +160,7 @@ class Process {
   std::string identity_;  // "N", or "M:N" in Process-M: the default name's suffix
   bool daemon_ = false;
   bool closed_ = false;
+  bool moved_from_ = false;
   std::shared_ptr<detail::ProcessState> state_;  // set by start()
 };
 
