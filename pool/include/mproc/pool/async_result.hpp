@@ -108,6 +108,11 @@ class StateBase {
   // Python's Future.running(): a worker has started it and it has not completed.
   bool running() const noexcept { return started_.load(std::memory_order_acquire) && !ready(); }
   bool cancelled() const noexcept { return cancelled_.load(std::memory_order_acquire); }
+  // PoolStateError in a fork child, where a result pending at the fork never completes (no
+  // lock, no system call: as_completed registers on thousands of results).
+  void check_waitable() const {
+    if (!ready()) check_owner();
+  }
   // Called by an engine when the task starts on a worker.
   void mark_started() noexcept { started_.store(true, std::memory_order_release); }
 

@@ -87,10 +87,9 @@ class Registration {
     }
     q_->reserve(all_.size());
     for (auto& r : all_) {
-      // wait_for(0) throws PoolStateError in a fork child, where a pending result never ends.
       // Complete already: counted now, in input order. Otherwise its completion tells q_.
-      if (r.state()->wait_for(std::chrono::nanoseconds(0)) || !r.state()->add_hook(q_))
-        q_->on_complete(*r.state());
+      r.state()->check_waitable();
+      if (r.ready() || !r.state()->add_hook(q_)) q_->on_complete(*r.state());
     }
   }
   Registration(const Registration&) = delete;
