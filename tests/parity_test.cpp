@@ -8,6 +8,7 @@
 #include <chrono>
 #include <mproc/mproc.hpp>
 #include <optional>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -258,6 +259,37 @@ TEST_F(Parity, VectorOfTenProcesses) {
   b.join();
   EXPECT_EQ(b.exitcode(), std::optional<int>(3));
   (void)found;  // may have ended already; when listed, it is listed as b
+}
+
+}  // namespace
+
+namespace named_demo {
+struct Worker : mproc::Process {
+  void run() override {}
+};
+}  // namespace named_demo
+
+namespace {
+
+TEST_F(Parity, SubclassNamedAfterItsClassAndPrintable) {
+  named_demo::Worker w;
+  EXPECT_EQ(w.name().rfind("Worker-", 0), 0u) << w.name();
+  std::ostringstream before;
+  before << w;
+  EXPECT_EQ(before.str().rfind("<Worker name='Worker-", 0), 0u) << before.str();
+  EXPECT_NE(before.str().find(" initial>"), std::string::npos) << before.str();
+  w.start();
+  w.join();
+  std::ostringstream after;
+  after << w;
+  EXPECT_NE(after.str().find(" pid=" + std::to_string(w.pid())), std::string::npos) << after.str();
+  EXPECT_NE(after.str().find(" stopped exitcode=0>"), std::string::npos) << after.str();
+
+  mproc::Process plain;
+  EXPECT_EQ(plain.name().rfind("Process-", 0), 0u);
+  named_demo::Worker renamed;
+  renamed.name("custom");
+  EXPECT_EQ(renamed.name(), "custom");
 }
 
 mproc::Pool make_pool(std::size_t n) {
