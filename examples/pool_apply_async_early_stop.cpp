@@ -46,8 +46,8 @@ int main(int argc, char** argv) {
   }
   std::printf("the first true result was task %ld\n", found);
 
-  const auto cancelled = std::count_if(results.begin(), results.end(),
-                                       [](const auto& r) { return r.cancelled(); });
+  const auto cancelled =
+      std::count_if(results.begin(), results.end(), [](const auto& r) { return r.cancelled(); });
   std::printf("%s tasks were cancelled by shutdown(cancel_futures=true)\n",
               cancelled > 0 ? "some" : "no");
   return found == 1000 && cancelled > 0 ? 0 : 1;
