@@ -123,10 +123,10 @@ TYPED_TEST(Futures, AsCompletedHonoursItsTimeout) {
 TYPED_TEST(Futures, WaitWithEachReturnWhen) {
   TypeParam pool(4);
   {
-    std::vector<mproc::AsyncResult<int>> rs{pool.submit(sleep_ms, 0), pool.submit(sleep_ms, 900)};
+    std::vector<mproc::AsyncResult<int>> rs{pool.submit(sleep_ms, 0), pool.submit(sleep_ms, 1500)};
     const auto t0 = Clock::now();
     auto [done, not_done] = mproc::wait(rs, 20s, mproc::FIRST_COMPLETED);
-    EXPECT_LT(elapsed_ms(t0), 700.0);
+    EXPECT_LT(elapsed_ms(t0), 1200.0);  // the slow ones take 1.5 s
     ASSERT_EQ(done.size(), 1u);
     EXPECT_EQ(done[0].get(), 0);
     EXPECT_EQ(not_done.size(), 1u);
@@ -137,11 +137,11 @@ TYPED_TEST(Futures, WaitWithEachReturnWhen) {
   {
     // (The failing task first: a process pool may queue a task behind a long one on the same
     // worker.)
-    std::vector<mproc::AsyncResult<int>> rs{pool.submit(fail_after_ms, 50),
-                                            pool.submit(sleep_ms, 900), pool.submit(sleep_ms, 900)};
+    std::vector<mproc::AsyncResult<int>> rs{
+        pool.submit(fail_after_ms, 50), pool.submit(sleep_ms, 1500), pool.submit(sleep_ms, 1500)};
     const auto t0 = Clock::now();
     auto [done, not_done] = mproc::wait(rs, 20s, mproc::FIRST_EXCEPTION);
-    EXPECT_LT(elapsed_ms(t0), 700.0);
+    EXPECT_LT(elapsed_ms(t0), 1200.0);  // the slow ones take 1.5 s
     EXPECT_EQ(not_done.size(), 2u);
     ASSERT_EQ(done.size(), 1u);
     EXPECT_NE(done[0].exception(), nullptr);
