@@ -1,21 +1,30 @@
 // Stop the pool at the first task that returns true (seed 001 "子进程返回值", 高级用法).
 //
-// Python:  pool = Pool(processes=10); q = queue.Queue()
-//          for i in range(50000): q.put(pool.apply_async(test, args=(i,)))
-//          while 1:
-//              if q.get().get(): pool.terminate(); break
-//          pool.join()
-//          def test(p): time.sleep(0.001); return p == 10000
+// Python (the seed):  pool = Pool(processes=10); q = queue.Queue()
+//                     for i in range(50000): q.put(pool.apply_async(test, args=(i,)))
+//                     while 1:
+//                         if q.get().get(): pool.terminate(); break
+//                     pool.join()
+//                     def test(p): time.sleep(0.001); return p == 10000
 //
-// Results are checked in submission order while the workers go on; the first true one
-// terminates the pool, which kills the workers and fails every task that had not finished with
-// PoolStateError: most of the 20,000 never run.
+// The same with concurrent.futures, which this follows:
+//                     with ProcessPoolExecutor(10) as ex:
+//                         fs = [ex.submit(test, i) for i in range(20000)]
+//                         for f in as_completed(fs):
+//                             if f.result():
+//                                 ex.shutdown(cancel_futures=True); break
+//
+// as_completed yields results in the order they finish, so the hit is seen as soon as it is
+// computed, not after every task submitted before it; shutdown(cancel_futures) then cancels
+// everything not yet started (CancelledError) and lets the few running tasks finish — no
+// worker is killed. Most of the 20,000 never run.
 #include <mproc/mproc.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <deque>
 #include <thread>
+#include <vector>
 
 bool test(int p) {
   std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -25,29 +34,21 @@ bool test(int p) {
 int main(int argc, char** argv) {
   mproc::init(argc, argv);
   mproc::Pool pool(10);
-  std::deque<mproc::AsyncResult<bool>> q;
-  for (int i = 0; i < 20000; ++i) q.push_back(pool.apply_async(test, i));
-  int checked = 0;
-  while (!q.empty()) {
-    const bool found = q.front().get();
-    q.pop_front();
-    ++checked;
-    if (found) {
-      pool.terminate();  // kills the workers: what had not run never will
+  std::vector<mproc::AsyncResult<bool>> results;
+  for (int i = 0; i < 20000; ++i) results.push_back(pool.submit(test, i));
+  long found = -1;
+  for (const auto& r : mproc::as_completed(results)) {
+    if (r.get()) {
+      found = std::find(results.begin(), results.end(), r) - results.begin();
+      pool.shutdown(/*wait=*/true, /*cancel_futures=*/true);
       break;
     }
   }
-  pool.join();
-  std::printf("the first true result was task %d\n", checked - 1);
+  std::printf("the first true result was task %ld\n", found);
 
-  std::size_t cancelled = 0;
-  for (auto& r : q) {
-    try {
-      r.get();
-    } catch (const mproc::PoolStateError&) {
-      ++cancelled;
-    }
-  }
-  std::printf("%s tasks were left unfinished by terminate()\n", cancelled > 0 ? "some" : "no");
-  return checked == 1001 && cancelled > 0 ? 0 : 1;
+  const auto cancelled =
+      std::count_if(results.begin(), results.end(), [](const auto& r) { return r.cancelled(); });
+  std::printf("%s tasks were cancelled by shutdown(cancel_futures=true)\n",
+              cancelled > 0 ? "some" : "no");
+  return found == 1000 && cancelled > 0 ? 0 : 1;
 }

@@ -12,8 +12,8 @@
 //                  i))
 //
 // The members of the subclass are in the child because under fork the child is a copy of the
-// object. (Only the fork start method runs a subclass's run(); spawn needs a target.) Python
-// names these S_Process-1 ... after the class; mproc names every Process "Process-N".
+// object. (Only the fork start method runs a subclass's run(); spawn needs a target.) As Python
+// names these S_Process-1 ... after the class, mproc names them SProcess-1 ...
 #include <mproc/mproc.hpp>
 
 #include <unistd.h>

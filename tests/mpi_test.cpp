@@ -302,6 +302,27 @@ TEST_F(Mpi, CancelQueuedWork) {
   for (int i = 0; i < 19; ++i) EXPECT_EQ(queued[static_cast<std::size_t>(i)].get(5s), i * i);
 }
 
+TEST_F(Mpi, ShutdownCancelFuturesCancelsWhatNoRankStarted) {
+  mproc::mpi::Pool pool(1);
+  auto busy = pool.submit(sleep_ms, 300);
+  std::this_thread::sleep_for(100ms);  // on the rank by now: it runs to the end
+  std::vector<mproc::AsyncResult<int>> queued;
+  for (int i = 0; i < 200; ++i) queued.push_back(pool.submit(square, i));
+  pool.shutdown(/*wait=*/true, /*cancel_futures=*/true);
+  EXPECT_NO_THROW(busy.get(5s));
+  int cancelled = 0;
+  for (std::size_t i = 0; i < queued.size(); ++i) {
+    ASSERT_TRUE(queued[i].ready());
+    if (queued[i].cancelled()) {
+      ++cancelled;
+      EXPECT_THROW(queued[i].get(), mproc::CancelledError);
+    } else {
+      EXPECT_EQ(queued[i].get(), static_cast<int>(i * i));
+    }
+  }
+  EXPECT_GT(cancelled, 0);
+}
+
 }  // namespace
 
 namespace {

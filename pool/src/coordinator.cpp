@@ -205,6 +205,32 @@ class Coordinator::Impl {
     });
   }
 
+  void cancel_queued() {
+    asio::post(io_, [this] {
+      {
+        std::lock_guard lock(mu_);
+        for (auto& t : inbox_) pending_.push_back(std::move(t));
+        inbox_.clear();
+      }
+      const auto cancelled =
+          std::make_exception_ptr(CancelledError("the task was cancelled by shutdown()"));
+      std::deque<std::unique_ptr<Task>> queued;
+      queued.swap(pending_);
+      for (auto& t : queued) fail_task(std::move(t), cancelled);
+      // Handed to a worker but not started: all but a sent head (cancel_one kills a running one).
+      std::vector<std::uint64_t> ids;
+      for (auto& w : workers_) {
+        for (std::size_t i = 0; i < w->inflight.size(); ++i) {
+          const bool unsent = i > w->write_idx || (i == w->write_idx && w->write_off == 0);
+          if (i == 0 && !unsent) continue;
+          ids.push_back(w->inflight[i]->id);
+        }
+      }
+      for (std::uint64_t id : ids) cancel_one(id);
+      dispatch();
+    });
+  }
+
   void join() {
     {
       std::unique_lock lock(mu_);
@@ -999,6 +1025,7 @@ class Coordinator::Impl {
   // (the worker starts it as soon as it has answered the one before).
   void arm_head_timer(const WorkerPtr& w) {
     if (w->gone || w->timed_out || w->inflight.empty() || w->write_idx == 0) return;
+    w->inflight.front()->on_start();  // AsyncResult::running()
     const Task& head = *w->inflight.front();
     if (head.id == w->timed_head) return;
     w->timed_head = head.id;
@@ -1194,6 +1221,10 @@ void Coordinator::submit(std::vector<std::unique_ptr<Task>>& tasks) {
 void Coordinator::cancel(std::vector<std::uint64_t> ids) {
   check_owner();
   impl_->cancel(std::move(ids));
+}
+void Coordinator::cancel_queued() {
+  check_owner();
+  impl_->cancel_queued();
 }
 void Coordinator::close() {
   check_owner();

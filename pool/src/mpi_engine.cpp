@@ -17,6 +17,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include "mpi_rank.hpp"
 #include "mproc/errors.hpp"
@@ -142,6 +143,15 @@ class MpiEngine final : public PoolEngine {
     cv_.notify_one();
   }
 
+  // shutdown(cancel_futures=true): the I/O loop fails what no rank has been sent yet.
+  void cancel_queued() override {
+    {
+      std::lock_guard lock(mu_);
+      cancel_queued_ = true;
+    }
+    cv_.notify_one();
+  }
+
   void close() override {
     std::lock_guard lock(mu_);
     closed_ = true;
@@ -198,9 +208,12 @@ class MpiEngine final : public PoolEngine {
     for (;;) {
       std::vector<std::uint64_t> cancels;
       bool stopping = false;
+      bool drop_queued = false;
       {
         std::unique_lock lock(mu_);
-        auto woken = [&] { return !inbox_.empty() || !cancels_.empty() || stop_; };
+        auto woken = [&] {
+          return !inbox_.empty() || !cancels_.empty() || cancel_queued_ || stop_;
+        };
         if (!worked && !woken()) {
           if (idle()) {
             cv_.wait(lock, woken);
@@ -215,9 +228,19 @@ class MpiEngine final : public PoolEngine {
         for (auto& t : inbox_) pending_.push_back(std::move(t));
         inbox_.clear();
         cancels.swap(cancels_);
+        drop_queued = std::exchange(cancel_queued_, false);
         stopping = stop_;
       }
       for (std::uint64_t id : cancels) cancel_one(id);
+      if (drop_queued) {
+        decltype(pending_) queued;
+        queued.swap(pending_);
+        for (auto& t : queued) {
+          t->on_error(
+              std::make_exception_ptr(CancelledError("the task was cancelled by shutdown()")));
+          task_finished(1);
+        }
+      }
       std::lock_guard mpi(s_.mu);
       if (s_.finalized) {  // the program is exiting with this pool alive: MPI is gone
         fail_everything(std::make_exception_ptr(
@@ -470,6 +493,7 @@ class MpiEngine final : public PoolEngine {
   std::condition_variable done_cv_;
   std::vector<std::unique_ptr<Task>> inbox_;
   std::vector<std::uint64_t> cancels_;
+  bool cancel_queued_ = false;  // guarded by mu_
   std::size_t outstanding_ = 0;
   bool closed_ = false;
   bool terminated_ = false;

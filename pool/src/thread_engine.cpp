@@ -43,6 +43,20 @@ void ThreadEngine::submit(std::unique_ptr<ThreadJob> job) {
   work_cv_.notify_one();
 }
 
+void ThreadEngine::cancel_queued() {
+  if (!owner_.here()) throw PoolStateError(not_owner_message("thread pool", owner_.pid()));
+  std::deque<std::unique_ptr<ThreadJob>> dropped;
+  {
+    std::lock_guard lock(mu_);
+    dropped.swap(queue_);
+  }
+  const auto why = std::make_exception_ptr(CancelledError("the task was cancelled by shutdown()"));
+  for (auto& j : dropped) j->cancel(why);
+  dropped.clear();
+  std::lock_guard lock(mu_);
+  if (running_ == 0) done_cv_.notify_all();
+}
+
 void ThreadEngine::close() {
   if (!owner_.here()) throw PoolStateError(not_owner_message("thread pool", owner_.pid()));
   std::lock_guard lock(mu_);

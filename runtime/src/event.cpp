@@ -58,8 +58,8 @@ void Event::clear() const noexcept {
   }
 }
 
-void Event::wait() const {
-  wait_until(detail::Deadline::never());
+bool Event::wait() const {
+  return wait_until(detail::Deadline::never());
 }
 
 bool Event::wait(std::chrono::nanoseconds timeout) const {

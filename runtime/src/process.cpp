@@ -3,9 +3,14 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cxxabi.h>
+
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
+#include <ostream>
 #include <system_error>
+#include <typeinfo>
 
 #include "mproc/runtime/before_fork.hpp"
 #include "mproc/runtime/owner.hpp"
@@ -22,8 +27,113 @@ Process::Process() {
   daemon_ = self.daemon;
 }
 
+Process::Process(Process&& other) noexcept
+    : target_(std::move(other.target_)),
+      target_fds_(std::move(other.target_fds_)),
+      name_(std::move(other.name_)),
+      identity_(std::move(other.identity_)),
+      daemon_(other.daemon_),
+      closed_(other.closed_),
+      moved_from_(other.moved_from_),
+      default_name_(other.default_name_),
+      state_(std::move(other.state_)) {
+  if (state_) detail::table_set_owner(*state_, this);
+  other.target_.clear();
+  other.target_fds_.clear();
+  other.moved_from_ = true;
+}
+
+Process& Process::operator=(Process&& other) noexcept {
+  if (this == &other) return *this;
+  if (state_) detail::table_forget_owner(*state_);  // its child runs on, unowned (as ~Process)
+  target_ = std::move(other.target_);
+  target_fds_ = std::move(other.target_fds_);
+  name_ = std::move(other.name_);
+  identity_ = std::move(other.identity_);
+  daemon_ = other.daemon_;
+  closed_ = other.closed_;
+  moved_from_ = other.moved_from_;
+  default_name_ = other.default_name_;
+  state_ = std::move(other.state_);
+  if (state_) detail::table_set_owner(*state_, this);
+  other.target_.clear();
+  other.target_fds_.clear();
+  other.moved_from_ = true;
+  return *this;
+}
+
 Process::~Process() {
   if (state_) detail::table_forget_owner(*state_);
+}
+
+namespace {
+
+// "Worker" for mproc_demo::Worker, (anonymous namespace)::Worker or Outer::Worker; "" if the
+// name cannot be had.
+std::string unqualified_class_name(const std::type_info& t) {
+  int status = 0;
+  char* full = abi::__cxa_demangle(t.name(), nullptr, nullptr, &status);
+  if (status != 0 || full == nullptr) return "";
+  std::string s(full);
+  std::free(full);
+  // Only the last component outside template arguments.
+  int depth = 0;
+  std::size_t start = 0;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '<') ++depth;
+    if (s[i] == '>') --depth;
+    if (depth == 0 && s[i] == ':' && i + 1 < s.size() && s[i + 1] == ':') start = i + 2;
+  }
+  return s.substr(start);
+}
+
+}  // namespace
+
+const std::string& Process::name() const noexcept {
+  if (default_name_ && typeid(*this) != typeid(Process)) {
+    try {
+      const std::string cls = unqualified_class_name(typeid(*this));
+      if (!cls.empty()) name_ = cls + "-" + identity_;
+    } catch (...) {  // out of memory: keep "Process-N"
+    }
+  }
+  default_name_ = false;
+  return name_;
+}
+
+std::ostream& operator<<(std::ostream& os, const Process& p) {
+  try {
+    std::string cls = "Process";
+    if (typeid(p) != typeid(Process)) {
+      const std::string c = unqualified_class_name(typeid(p));
+      if (!c.empty()) cls = c;
+    }
+    os << '<' << cls << " name='" << p.name() << '\'';
+    bool closed = false;
+    pid_t pid = 0;
+    std::optional<int> code;
+    try {
+      pid = p.pid();
+      code = p.exitcode();
+    } catch (const ProcessError&) {
+      closed = true;  // closed or moved from
+    }
+    if (pid != 0) os << " pid=" << pid;
+    os << " parent=" << ::getpid();  // only the process that started it can see it
+    if (closed) {
+      os << " closed";
+    } else if (pid == 0) {
+      os << " initial";
+    } else if (code) {
+      os << " stopped exitcode=" << *code;
+    } else {
+      os << " started";
+    }
+    if (p.daemon()) os << " daemon";
+    os << '>';
+  } catch (...) {  // stream errors are the stream's business
+  }
+  return os;
 }
 
 void Process::run() {
@@ -31,6 +141,7 @@ void Process::run() {
 }
 
 void Process::check_not_closed() const {
+  if (moved_from_) throw ProcessError("use of a moved-from Process");
   if (closed_) throw ProcessError("process object is closed");
 }
 
@@ -49,6 +160,7 @@ void Process::daemon(bool on) {
 
 void Process::start() {
   check_not_closed();
+  (void)name();  // settle a subclass's default name before the child copies it
   if (state_) throw ProcessError("cannot start a process twice");
   if (detail::self_info().daemon) {
     throw ProcessError("daemonic processes are not allowed to have children");

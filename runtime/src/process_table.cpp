@@ -168,6 +168,12 @@ void table_forget_owner(ProcessState& st) {
   st.owner = nullptr;
 }
 
+void table_set_owner(ProcessState& st, Process* owner) {
+  Table& t = table();
+  std::lock_guard lock(t.mu);
+  st.owner = owner;
+}
+
 std::vector<Process*> table_active() {
   Table& t = table();
   std::lock_guard lock(t.mu);

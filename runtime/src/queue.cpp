@@ -26,13 +26,17 @@ struct QueueShared {
   std::atomic<std::uint32_t> unfinished{0};  // futex word (JoinableQueue)
   std::int64_t maxsize = 0;
   bool joinable = false;
-  sem_t slots;  // maxsize > 0 only
+  sem_t slots;                         // maxsize > 0 only
+  std::atomic<std::uint32_t> shut{0};  // shutdown(): 1
 };
 
 namespace {
 
 constexpr std::size_t kInline = 64 * 1024;  // larger items travel in a memfd
-constexpr std::uint8_t kTagInline = 0, kTagMemfd = 1;
+// kTagShutdown: shutdown()'s wake-up token, never an item. A getter that meets it puts it
+// back for the next blocked getter and throws ShutDown; items put before the shutdown are
+// ahead of it (the socket is FIFO), so they are drained first.
+constexpr std::uint8_t kTagInline = 0, kTagMemfd = 1, kTagShutdown = 2;
 constexpr std::size_t kShmSize = 4096;
 static_assert(sizeof(QueueShared) <= kShmSize);
 static_assert(std::atomic<std::int64_t>::is_always_lock_free);
@@ -143,6 +147,7 @@ bool QueueCore::put(Bytes& msg, bool block, long long timeout_ns) {
   check();
   const Deadline deadline(block ? timeout_ns : 0);
   QueueShared& sh = *shared_;
+  if (sh.shut.load() != 0) throw ShutDown("put() on a queue that was shut down");
   if (sh.maxsize > 0) {
     for (;;) {
       int r;
@@ -154,7 +159,13 @@ bool QueueCore::put(Bytes& msg, bool block, long long timeout_ns) {
         const timespec ts = deadline.abs_monotonic();
         r = ::sem_clockwait(&sh.slots, CLOCK_MONOTONIC, &ts);
       }
-      if (r == 0) break;
+      if (r == 0) {
+        if (sh.shut.load() != 0) {  // woken by shutdown(): pass the wake-up on
+          ::sem_post(&sh.slots);
+          throw ShutDown("put() on a queue that was shut down");
+        }
+        break;
+      }
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == ETIMEDOUT) return false;
       fail("sem_wait");
@@ -225,8 +236,16 @@ bool QueueCore::get(Bytes& out, bool block, long long timeout_ns) {
     for (int fd : fds) ::close(fd);
     if (n == 0) throw EOFError("queue: every sending end is closed");
     if (errno != EAGAIN && errno != EWOULDBLOCK) fail("recvmsg");
+    if (shared_->shut.load() != 0)
+      throw ShutDown("get() on a queue that was shut down and is empty");
     if (!block || deadline.expired()) return false;
     wait_fd(get_.get(), POLLIN, deadline.poll_ms());
+  }
+  if (static_cast<std::uint8_t>(buf[0]) == kTagShutdown) {
+    for (int fd : fds) ::close(fd);
+    const char tag = static_cast<char>(kTagShutdown);
+    send_fds(put_.get(), &tag, 1, {}, /*wait=*/false);  // for the next getter
+    throw ShutDown("get() on a queue that was shut down and is empty");
   }
   QueueShared& sh = *shared_;
   sh.size.fetch_sub(1);
@@ -252,6 +271,42 @@ bool QueueCore::get(Bytes& out, bool block, long long timeout_ns) {
     got += static_cast<std::size_t>(r);
   }
   return true;
+}
+
+void QueueCore::shutdown(bool immediate) {
+  check();
+  QueueShared& sh = *shared_;
+  sh.shut.store(1);
+  if (immediate) {
+    // Drop what is queued now; each dropped item gives back its slot and, for a JoinableQueue,
+    // counts as task_done (Python's shutdown(immediate=True)).
+    std::vector<char> buf(kInline + 16);
+    std::vector<int> fds;
+    for (;;) {
+      fds.clear();
+      const ssize_t n = recv_fds(get_.get(), buf.data(), buf.size(), fds, MSG_DONTWAIT);
+      for (int fd : fds) ::close(fd);
+      if (n <= 0) break;
+      if (static_cast<std::uint8_t>(buf[0]) == kTagShutdown) continue;
+      sh.size.fetch_sub(1);
+      if (sh.maxsize > 0) ::sem_post(&sh.slots);
+      if (sh.joinable) {
+        std::uint32_t v = sh.unfinished.load();
+        while (v > 0 && !sh.unfinished.compare_exchange_weak(v, v - 1)) {
+        }
+        if (v == 1) futex(&sh.unfinished, FUTEX_WAKE, INT_MAX, nullptr);
+      }
+    }
+  }
+  // Wake blocked getters (the token) and blocked putters (a slot, passed on by each).
+  const char tag = static_cast<char>(kTagShutdown);
+  send_fds(put_.get(), &tag, 1, {}, /*wait=*/false);
+  if (sh.maxsize > 0) ::sem_post(&sh.slots);
+}
+
+bool QueueCore::is_shutdown() const {
+  check();
+  return shared_->shut.load() != 0;
 }
 
 void QueueCore::task_done() {

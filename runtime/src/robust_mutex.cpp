@@ -119,6 +119,12 @@ bool mutex_owned(const MutexState& s) noexcept {
   return (word & FUTEX_TID_MASK) == self_tid();
 }
 
+bool mutex_locked(const MutexState& s) noexcept {
+  const int word =
+      std::atomic_ref<int>(const_cast<int&>(s.m.__data.__lock)).load(std::memory_order_relaxed);
+  return (word & FUTEX_TID_MASK) != 0;
+}
+
 void mutex_release(MutexState& s) {
   if (!mutex_owned(s)) {
     throw LockError(s.recursive ? "cannot release an RLock the calling thread does not hold"
@@ -185,6 +191,10 @@ std::uint64_t LockBase::owner_deaths() const noexcept {
 
 bool LockBase::is_owned() const noexcept {
   return ref_ && mutex_owned(*static_cast<const MutexState*>(ref_.get()));
+}
+
+bool LockBase::locked() const noexcept {
+  return ref_ && mutex_locked(*static_cast<const MutexState*>(ref_.get()));
 }
 
 unsigned LockBase::release_all() const {

@@ -6,6 +6,11 @@
 //   for (int y : pool.imap(square, inputs)) { ... }        // lazy, ordered
 //   pool.close(); pool.join();                             // or pool.terminate()
 //
+// concurrent.futures spellings (the same futures): pool.submit(f, args...) is apply_async;
+// mproc::as_completed / mproc::wait (mproc/pool/futures.hpp) take results of any submissions;
+// pool.shutdown(wait, cancel_futures) is close() [+ cancel what has not started] [+ join()].
+// PoolOptions::max_queued bounds the unfinished apply_async/submit tasks (backpressure).
+//
 // Callables are plain functions, captureless lambdas, or function objects cereal can serialize;
 // arguments and results are any type cereal can serialize. Both are checked at compile time.
 // Each task runs in a worker process; what it throws is rethrown by get() (see AsyncResult).
@@ -24,10 +29,15 @@
 // fail with it ("... before sending its result") — they ran once, and no task ever runs twice.
 // Nothing hangs.
 //
-// Thread safety: every member may be called concurrently from any thread (submission is
-// thread-safe), except that the destructor must not race with other calls.
+// Value semantics: movable, not copyable; a moved-from Pool is empty (its destructor does
+// nothing, other calls throw PoolStateError).
 //
-// Throws: PoolStateError when submitting to a closed or terminated pool; a pool broken by an
+// Thread safety: every member may be called concurrently from any thread (submission is
+// thread-safe), except that the destructor and moves must not race with other calls.
+//
+// Throws: std::invalid_argument for a negative or absurd process count (constructor);
+// PoolStateError when submitting to a closed or terminated pool; mproc::Full when max_queued
+// is reached and max_queued_timeout passes; a pool broken by an
 // initializer that threw rethrows that exception (its zygote lost: WorkerLostError);
 // SerializationError when a task is larger than PoolOptions::max_frame_bytes;
 // std::system_error when processes cannot be created (constructor).
@@ -48,6 +58,7 @@
 #include "mproc/pool/detail/coordinator.hpp"
 #include "mproc/pool/detail/pool_api.hpp"
 #include "mproc/pool/detail/tasks.hpp"
+#include "mproc/pool/futures.hpp"
 #include "mproc/pool/imap.hpp"
 #include "mproc/pool/pool_options.hpp"
 #include "mproc/process_info.hpp"
@@ -58,10 +69,14 @@ class Pool : public detail::PoolApi<Pool> {
   friend class detail::PoolApi<Pool>;
 
  public:
-  // Python's Pool(processes): 0 means cpu_count().
+  // Python's Pool(processes): 0 means cpu_count(). A negative count (Pool(-1)) or one above
+  // 4096 throws std::invalid_argument (Python's ValueError) before any process is made.
   explicit Pool(std::size_t processes = 0) : Pool(make_options(processes)) {}
   explicit Pool(const PoolOptions& options)
-      : Pool(std::make_shared<detail::Coordinator>(options), options.terminate_on_destroy) {}
+      : Pool(std::make_shared<detail::Coordinator>(checked(options)),
+             options.terminate_on_destroy) {
+    this->set_max_queued(options.max_queued, options.max_queued_timeout);
+  }
   // A pool over another engine (mproc::mpi::Pool, get_context("mpi").Pool()): the same type,
   // the same calls and errors, whatever runs the frames.
   Pool(std::shared_ptr<detail::PoolEngine> engine, bool terminate_on_destroy)
@@ -69,8 +84,64 @@ class Pool : public detail::PoolApi<Pool> {
 
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
+  // Movable (return a Pool from a function, keep it in a std::optional or a struct): the pool,
+  // its workers and its owner process move; the moved-from Pool is empty — destroying it does
+  // nothing, any other call throws PoolStateError. Move assignment first closes and joins (or
+  // terminates) the pool it replaces, as its destructor would.
+  Pool(Pool&&) noexcept = default;
+  Pool& operator=(Pool&& other) {
+    if (this != &other) {
+      finish();
+      detail::PoolApi<Pool>::operator=(std::move(other));
+      coord_ = std::move(other.coord_);
+      terminate_on_destroy_ = other.terminate_on_destroy_;
+      owner_ = other.owner_;
+    }
+    return *this;
+  }
 
-  ~Pool() {
+  ~Pool() { finish(); }
+
+  // ---- lifecycle ------------------------------------------------------------------------------
+
+  // No more tasks may be submitted; queued ones still run.
+  void close() { eng().close(); }
+  // Waits for every task and callback, then for the workers to exit. Call close() or
+  // terminate() first (PoolStateError otherwise, as Python's ValueError).
+  void join() { eng().join(); }
+  // Stops at once: unfinished tasks fail with PoolStateError; workers get SIGTERM, then SIGKILL
+  // after 200 ms; returns when all are reaped (bounded even for stopped workers).
+  void terminate() { eng().terminate(); }
+
+  // 0 for a moved-from Pool.
+  std::size_t processes() const noexcept { return coord_ ? coord_->processes() : 0; }
+  const std::shared_ptr<detail::CallbackRunner>& callback_runner() const noexcept {
+    static const std::shared_ptr<detail::CallbackRunner> none;
+    return coord_ ? coord_->callback_runner() : none;
+  }
+  // Pids of the live workers (for tests and monitoring); the zygote's pid. Empty / 0 for a pool
+  // whose workers are MPI ranks.
+  std::vector<pid_t> worker_pids() const { return eng().worker_pids(); }
+  pid_t zygote_pid() const noexcept { return coord_ ? coord_->zygote_pid() : 0; }
+
+ private:
+  static PoolOptions make_options(std::size_t processes) {
+    PoolOptions o;
+    o.processes = processes;
+    return o;
+  }
+  static const PoolOptions& checked(const PoolOptions& o) {
+    detail::checked_process_count(o.processes, "Pool");
+    return o;
+  }
+
+  detail::PoolEngine& eng() const {
+    if (!coord_) throw PoolStateError("use of a moved-from Pool");
+    return *coord_;
+  }
+  // What the destructor does (and move assignment, to the pool it replaces).
+  void finish() noexcept {
+    if (!coord_) return;   // moved from
     if (!owner_.here()) {  // a copy in a fork child: the pool is the parent's (owner.hpp)
       detail::abandon(coord_);
       return;
@@ -85,34 +156,9 @@ class Pool : public detail::PoolApi<Pool> {
     } catch (...) {
       coord_->terminate();
     }
+    coord_.reset();
   }
-
-  // ---- lifecycle ------------------------------------------------------------------------------
-
-  // No more tasks may be submitted; queued ones still run.
-  void close() { coord_->close(); }
-  // Waits for every task and callback, then for the workers to exit. Call close() or
-  // terminate() first (PoolStateError otherwise, as Python's ValueError).
-  void join() { coord_->join(); }
-  // Stops at once: unfinished tasks fail with PoolStateError; workers get SIGTERM, then SIGKILL
-  // after 200 ms; returns when all are reaped (bounded even for stopped workers).
-  void terminate() { coord_->terminate(); }
-
-  std::size_t processes() const noexcept { return coord_->processes(); }
-  const std::shared_ptr<detail::CallbackRunner>& callback_runner() const noexcept {
-    return coord_->callback_runner();
-  }
-  // Pids of the live workers (for tests and monitoring); the zygote's pid. Empty / 0 for a pool
-  // whose workers are MPI ranks.
-  std::vector<pid_t> worker_pids() const { return coord_->worker_pids(); }
-  pid_t zygote_pid() const noexcept { return coord_->zygote_pid(); }
-
- private:
-  static PoolOptions make_options(std::size_t processes) {
-    PoolOptions o;
-    o.processes = processes;
-    return o;
-  }
+  void cancel_queued() { eng().cancel_queued(); }
 
   void set_canceller(detail::StateBase& s, std::vector<std::uint64_t> ids) {
     s.set_canceller([weak = std::weak_ptr<detail::PoolEngine>(coord_), ids = std::move(ids)] {
@@ -125,8 +171,10 @@ class Pool : public detail::PoolApi<Pool> {
     using Fn = std::decay_t<F>;
     using Item = detail::apply_item_t<Fn, Args...>;
     using R = detail::call_result_t<Fn, Item, detail::CallShape::kApply>;
+    eng();
     auto state = detail::make_state<R>();
     this->attach(state, cbs);
+    this->admit(*state);
     auto task = std::make_unique<detail::ApplyTask<R>>(state);
     task->id = coord_->next_task_id();
     task->timeout = cbs.timeout;
@@ -150,6 +198,7 @@ class Pool : public detail::PoolApi<Pool> {
     using Item = std::remove_cvref_t<std::ranges::range_value_t<Range>>;
     using R = detail::call_result_t<Fn, Item, S>;
     using Out = typename detail::MapState<R>::Out;
+    eng();
     if constexpr (!std::ranges::sized_range<Range> || !std::ranges::forward_range<Range>) {
       std::vector<Item> copy(std::ranges::begin(inputs), std::ranges::end(inputs));
       return submit_map<S>(f, copy, chunksize, std::move(cbs), std::move(bar));
@@ -199,14 +248,14 @@ class Pool : public detail::PoolApi<Pool> {
   }
 
   template <class F, class Range>
-  auto make_imap(F f, Range&& inputs, std::size_t chunksize, bool ordered,
+  auto make_imap(F f, Range&& inputs, std::size_t chunksize, bool ordered, std::size_t buffersize,
                  std::shared_ptr<ProgressBar> bar = nullptr) {
     using Fn = std::decay_t<F>;
     using Item = std::remove_cvref_t<std::ranges::range_value_t<Range>>;
     using R = detail::call_result_t<Fn, Item, detail::CallShape::kMap>;
     static_assert(!std::is_void_v<R>, "mproc: imap needs a function that returns a value; use map");
     if (chunksize == 0) chunksize = 1;
-    if (coord_->closed()) throw PoolStateError("the pool is closed: no new tasks can be submitted");
+    if (eng().closed()) throw PoolStateError("the pool is closed: no new tasks can be submitted");
     auto state = std::make_shared<detail::ImapState<R>>();
     // The source lives inside the generator: an owning view for rvalues, a reference otherwise.
     auto src =
@@ -229,8 +278,9 @@ class Pool : public detail::PoolApi<Pool> {
     auto submit = [coord](std::vector<std::unique_ptr<detail::ChunkJob>>& jobs) {
       coord->submit(jobs);
     };
-    return ImapRange<R>(std::make_unique<detail::ImapDriver<R>>(
-        std::move(submit), state, std::move(make), ordered, max_inflight, std::move(bar)));
+    return ImapRange<R>(
+        std::make_unique<detail::ImapDriver<R>>(std::move(submit), state, std::move(make), ordered,
+                                                max_inflight, std::move(bar), buffersize));
   }
 
   std::shared_ptr<detail::PoolEngine> coord_;

@@ -4,8 +4,9 @@
 //   mproc::ThreadPool pool(4);          // swap for mproc::Pool pool(4) and nothing else changes
 //   auto v = pool.map(square, inputs);
 //
-// Same calls, futures, callbacks and errors as mproc::Pool (apply, apply_async, map, map_async,
-// starmap, starmap_async, imap, imap_unordered, close, join, terminate). Differences, all of them
+// Same calls, futures, callbacks and errors as mproc::Pool (apply, apply_async, submit, map,
+// map_async, starmap, starmap_async, imap, imap_unordered, close, join, terminate, shutdown;
+// PoolOptions' max_queued), and movable as Pool is. Differences, all of them
 // the nature of threads: tasks share the process (no isolation, no serialization: any callable,
 // capturing lambdas included, and any copyable argument type); terminate() cancels queued tasks
 // with PoolStateError but waits for running ones, since a thread cannot be killed.
@@ -26,7 +27,9 @@
 #include "mproc/pool/detail/pool_api.hpp"
 #include "mproc/pool/detail/tasks.hpp"
 #include "mproc/pool/detail/thread_engine.hpp"
+#include "mproc/pool/futures.hpp"
 #include "mproc/pool/imap.hpp"
+#include "mproc/pool/pool_options.hpp"
 #include "mproc/runtime/owner.hpp"
 
 namespace mproc {
@@ -48,6 +51,7 @@ class ThreadApplyJob final : public ThreadJob {
   ThreadApplyJob(Fn fn, Tuple args, std::shared_ptr<ResultState<R>> s)
       : fn_(std::move(fn)), args_(std::move(args)), state_(std::move(s)) {}
   void run() noexcept override {
+    state_->mark_started();
     try {
       if constexpr (std::is_void_v<R>) {
         std::apply(fn_, args_);
@@ -103,6 +107,7 @@ class ThreadMapJob final : public ThreadJob {
                std::shared_ptr<ThreadMapState<R>> s)
       : fn_(std::move(fn)), items_(std::move(items)), offset_(offset), state_(std::move(s)) {}
   void run() noexcept override {
+    state_->result->mark_started();
     try {
       for (std::size_t i = 0; i < items_.size(); ++i) {
         if constexpr (std::is_void_v<R>) {
@@ -158,12 +163,48 @@ class ThreadPool : public detail::PoolApi<ThreadPool> {
   friend class detail::PoolApi<ThreadPool>;
 
  public:
-  // Python: ThreadPool(processes); 0 means cpu_count() threads.
+  // Python: ThreadPool(processes); 0 means cpu_count() threads. std::invalid_argument for a
+  // negative count (converted to a huge one) or one above detail::kMaxPoolProcesses.
   explicit ThreadPool(std::size_t threads = 0)
-      : engine_(std::make_shared<detail::ThreadEngine>(threads)) {}
+      : engine_(std::make_shared<detail::ThreadEngine>(
+            detail::checked_process_count(threads, "ThreadPool"))) {}
+  // Uses options.processes, max_queued and max_queued_timeout (the rest is about processes).
+  explicit ThreadPool(const PoolOptions& options) : ThreadPool(options.processes) {
+    this->set_max_queued(options.max_queued, options.max_queued_timeout);
+  }
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
-  ~ThreadPool() {
+  // Movable: the moved-from pool is empty; destroying it does nothing, any other call throws
+  // PoolStateError.
+  ThreadPool(ThreadPool&&) noexcept = default;
+  ThreadPool& operator=(ThreadPool&& other) {
+    if (this != &other) {
+      finish();
+      detail::PoolApi<ThreadPool>::operator=(std::move(other));
+      engine_ = std::move(other.engine_);
+      owner_ = other.owner_;
+    }
+    return *this;
+  }
+  ~ThreadPool() { finish(); }
+
+  void close() { eng().close(); }
+  void join() { eng().join(); }
+  void terminate() { eng().terminate(); }
+  std::size_t processes() const noexcept { return engine_ ? engine_->processes() : 0; }
+  const std::shared_ptr<detail::CallbackRunner>& callback_runner() const noexcept {
+    static const std::shared_ptr<detail::CallbackRunner> none;
+    return engine_ ? engine_->callback_runner() : none;
+  }
+
+ private:
+  detail::ThreadEngine& eng() const {
+    if (!engine_) throw PoolStateError("use of a moved-from ThreadPool");
+    return *engine_;
+  }
+  // What the destructor does (and move assignment, to the pool it replaces).
+  void finish() noexcept {
+    if (!engine_) return;  // moved from
     if (!owner_.here()) {  // a copy in a fork child: its threads are the parent's (owner.hpp)
       detail::abandon(engine_);
       return;
@@ -174,24 +215,19 @@ class ThreadPool : public detail::PoolApi<ThreadPool> {
       engine_->close();
       engine_->join();
     }
+    engine_.reset();
   }
+  void cancel_queued() { eng().cancel_queued(); }
 
-  void close() { engine_->close(); }
-  void join() { engine_->join(); }
-  void terminate() { engine_->terminate(); }
-  std::size_t processes() const noexcept { return engine_->processes(); }
-  const std::shared_ptr<detail::CallbackRunner>& callback_runner() const noexcept {
-    return engine_->callback_runner();
-  }
-
- private:
   template <class F, class CbA, class CbB, class... Args>
   auto apply_async_impl(F f, Callbacks<CbA, CbB> cbs, Args&&... args) {
     using Fn = std::decay_t<F>;
     using Tuple = std::tuple<std::decay_t<Args>...>;
     using R = std::decay_t<std::invoke_result_t<Fn&, std::decay_t<Args>&...>>;
+    eng();
     auto state = detail::make_state<R>();
     this->attach(state, cbs);
+    this->admit(*state);
     engine_->submit(std::make_unique<detail::ThreadApplyJob<Fn, Tuple, R>>(
         std::move(f), Tuple(std::forward<Args>(args)...), state));
     return AsyncResult<R>(std::move(state));
@@ -205,6 +241,7 @@ class ThreadPool : public detail::PoolApi<ThreadPool> {
     using R = std::decay_t<decltype(detail::call_item<Fn, Item, S>(std::declval<Fn&>(),
                                                                    std::declval<Item&>()))>;
     using Out = typename detail::ThreadMapState<R>::Out;
+    eng();
     std::vector<Item> all(std::ranges::begin(inputs), std::ranges::end(inputs));
     const std::size_t n = all.size();
     if (chunksize == 0) chunksize = detail::default_chunksize(n, processes());
@@ -236,15 +273,14 @@ class ThreadPool : public detail::PoolApi<ThreadPool> {
   }
 
   template <class F, class Range>
-  auto make_imap(F f, Range&& inputs, std::size_t chunksize, bool ordered,
+  auto make_imap(F f, Range&& inputs, std::size_t chunksize, bool ordered, std::size_t buffersize,
                  std::shared_ptr<ProgressBar> bar = nullptr) {
     using Fn = std::decay_t<F>;
     using Item = std::remove_cvref_t<std::ranges::range_value_t<Range>>;
     using R = std::decay_t<std::invoke_result_t<Fn&, Item&>>;
     static_assert(!std::is_void_v<R>, "mproc: imap needs a function that returns a value; use map");
     if (chunksize == 0) chunksize = 1;
-    if (engine_->closed())
-      throw PoolStateError("the pool is closed: no new tasks can be submitted");
+    if (eng().closed()) throw PoolStateError("the pool is closed: no new tasks can be submitted");
     auto state = std::make_shared<detail::ImapState<R>>();
     auto src =
         std::make_shared<std::views::all_t<Range>>(std::views::all(std::forward<Range>(inputs)));
@@ -263,8 +299,9 @@ class ThreadPool : public detail::PoolApi<ThreadPool> {
       engine->submit(jobs);
     };
     const std::size_t max_inflight = std::max<std::size_t>(8, processes() * 64);
-    return ImapRange<R>(std::make_unique<detail::ImapDriver<R>>(
-        std::move(submit), state, std::move(make), ordered, max_inflight, std::move(bar)));
+    return ImapRange<R>(
+        std::make_unique<detail::ImapDriver<R>>(std::move(submit), state, std::move(make), ordered,
+                                                max_inflight, std::move(bar), buffersize));
   }
 
   std::shared_ptr<detail::ThreadEngine> engine_;

@@ -37,6 +37,7 @@
 #pragma once
 
 #include <chrono>
+#include <concepts>
 #include <cstddef>
 #include <memory>
 #include <mutex>
@@ -119,8 +120,17 @@ class Connection {
         detail::to_timeout_ms(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout)));
   }
 
+  // Anything that converts to std::string_view (std::string, a literal, const char*): its
+  // characters, without a literal's terminating NUL. Preferred over the span overload, which
+  // would otherwise make std::string and literals ambiguous.
+  template <class S>
+  requires std::convertible_to<const S&, std::string_view>
+  void send_bytes(const S& data) {
+    const std::string_view v(data);
+    core().send_bytes({v.data(), v.size()});
+  }
+  // Raw bytes (a std::vector<char>, an array, a span).
   void send_bytes(std::span<const char> data) { core().send_bytes(data); }
-  void send_bytes(std::string_view data) { core().send_bytes({data.data(), data.size()}); }
   // maxlength 0: the cap (1 GiB). A longer message is a SerializationError.
   std::string recv_bytes(std::size_t maxlength = 0) {
     detail::Bytes buf;

@@ -53,6 +53,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <iosfwd>
 #include <memory>
 #include <optional>
 #include <span>
@@ -95,6 +96,13 @@ class Process {
 
   Process(const Process&) = delete;
   Process& operator=(const Process&) = delete;
+  // Movable, started or not (std::vector<mproc::Process> works): the child, its exit code and
+  // its place in active_children() go with the object. The moved-from Process is empty:
+  // destroying it does nothing to the child, and calls on it throw ProcessError ("moved-from").
+  // Moving assigns over a Process that still runs leaves that child running (as destroying it
+  // would). A subclass is moved as its Process part; moving must not race with other calls.
+  Process(Process&& other) noexcept;
+  Process& operator=(Process&& other) noexcept;
   virtual ~Process();
 
   // What the child runs. The default calls the target (if any).
@@ -123,9 +131,15 @@ class Process {
   pid_t pid() const;
   // See the header comment.
   std::optional<int> exitcode() const;
-  // "Process-N" by default ("Process-M:N" for the N-th child of Process-M).
-  const std::string& name() const noexcept { return name_; }
-  void name(std::string n) { name_ = std::move(n); }
+  // "Process-N" by default ("Process-M:N" for the N-th child of Process-M); a subclass's
+  // default is its class name instead, "Worker-N" (Python: type(self).__name__ + '-N'). The
+  // default is settled by the first name() or by start(): call one of them before sharing the
+  // object between threads.
+  const std::string& name() const noexcept;
+  void name(std::string n) {
+    name_ = std::move(n);
+    default_name_ = false;
+  }
   // Set before start() (ProcessError afterwards). Inherits the creator's daemon flag.
   bool daemon() const noexcept { return daemon_; }
   void daemon(bool on);
@@ -149,12 +163,18 @@ class Process {
 
   detail::Bytes target_;         // encoded target and arguments (empty: no target)
   std::vector<int> target_fds_;  // descriptors named inside target_
-  std::string name_;
-  std::string identity_;  // "N", or "M:N" in Process-M: the default name's suffix
+  mutable std::string name_;     // settled by name(): see there
+  std::string identity_;         // "N", or "M:N" in Process-M: the default name's suffix
   bool daemon_ = false;
   bool closed_ = false;
+  bool moved_from_ = false;
+  mutable bool default_name_ = true;  // name_ is still "Process-N": a subclass renames it
   std::shared_ptr<detail::ProcessState> state_;  // set by start()
 };
+
+// Python's repr(p): <Worker name='Worker-1' pid=42 parent=41 started daemon>; "initial" before
+// start(), "stopped exitcode=N" once reaped; "closed" after close(). Never throws.
+std::ostream& operator<<(std::ostream& os, const Process& p);
 
 // The process that started this one, as seen from a child; empty in the main program.
 class ParentProcess {

@@ -39,7 +39,8 @@
 //
 // Thread safety: all members may be called concurrently from any thread, except close().
 //
-// Throws: Empty (get found nothing in time), Full (put found no room in time), ClosedError,
+// Throws: Empty (get found nothing in time), Full (put found no room in time), ShutDown (after
+// shutdown(): put, or get of an emptied queue), ClosedError,
 // SerializationError (an item that does not encode or decode), ProcessError
 // (JoinableQueue::task_done called more often than put), std::system_error.
 #pragma once
@@ -79,6 +80,8 @@ class QueueCore {
   std::int64_t maxsize() const;
   void task_done();
   bool join(long long timeout_ns);
+  void shutdown(bool immediate);
+  bool is_shutdown() const;
   void close() noexcept;
   bool closed() const noexcept { return !put_; }
   int get_fd() const { return get_.get(); }
@@ -143,6 +146,13 @@ class Queue {
     if (core_) core_->close();
   }
   bool closed() const noexcept { return !core_ || core_->closed(); }
+  // Python 3.13's Queue.shutdown(immediate=False), for every process holding the queue: later
+  // put()s throw ShutDown; get()s return what is left, then throw ShutDown (blocked ones wake).
+  // immediate: what is left is dropped first (JoinableQueue: each dropped item counts as
+  // task_done). Blocked put()s of a full bounded queue wake with ShutDown. Idempotent.
+  void shutdown(bool immediate = false) { core().shutdown(immediate); }
+  bool is_shutdown() const { return core().is_shutdown(); }
+
   // No feeder thread (see the header comment): nothing to wait for or cancel.
   void join_thread() noexcept {}
   void cancel_join_thread() noexcept {}

@@ -123,6 +123,9 @@ class LockBase : public LockableOps<LockBase> {
   std::uint64_t owner_deaths() const noexcept;
   // Whether the calling thread holds it.
   bool is_owned() const noexcept;
+  // Python 3.14's Lock.locked() / RLock.locked(): whether any thread of any process holds it
+  // now (a snapshot: it may change at once). False for an empty handle.
+  bool locked() const noexcept;
 
   template <class Archive>
   void save(Archive& ar) const {
@@ -216,8 +219,9 @@ class Event {
   bool is_set() const noexcept;
   void set() const;
   void clear() const noexcept;
-  // Waits until set. wait(timeout) returns false if the timeout expired first.
-  void wait() const;
+  // Waits until set and returns true (Python's wait() returns the flag). wait(timeout) returns
+  // false if the timeout expired first.
+  bool wait() const;
   bool wait(std::chrono::nanoseconds timeout) const;
 
   template <class Archive>

@@ -4,6 +4,7 @@
 
 #include <poll.h>
 
+#include <algorithm>
 #include <chrono>
 #include <deque>
 #include <list>
@@ -235,6 +236,47 @@ class ListObject final : public ManagedObject {
         return;
       case Op::kListClear:
         items_.clear();
+        return;
+      case Op::kListInsert: {
+        // Python's insert clamps the index: past the end appends, before the start prepends.
+        const std::int64_t n = static_cast<std::int64_t>(items_.size());
+        std::int64_t i = rd<std::int64_t>(in);
+        if (i < 0) i = std::max<std::int64_t>(0, i + n);
+        i = std::min(i, n);
+        items_.insert(items_.begin() + static_cast<std::ptrdiff_t>(i), rd<std::string>(in));
+        return;
+      }
+      case Op::kListRemove: {
+        // Values compare by their encoding (exact for integers, strings and their containers).
+        const auto v = rd<std::string>(in);
+        const auto it = std::find(items_.begin(), items_.end(), v);
+        if (it == items_.end()) throw std::invalid_argument("ListProxy::remove: x not in list");
+        items_.erase(it);
+        return;
+      }
+      case Op::kListIndex: {
+        const auto v = rd<std::string>(in);
+        const std::int64_t n = static_cast<std::int64_t>(items_.size());
+        const auto clamp = [n](std::int64_t i) {
+          return std::clamp<std::int64_t>(i < 0 ? i + n : i, 0, n);
+        };
+        const std::int64_t start = clamp(rd<std::int64_t>(in));
+        const std::int64_t stop = clamp(rd<std::int64_t>(in));
+        for (std::int64_t i = start; i < stop; ++i) {
+          if (items_[static_cast<std::size_t>(i)] == v) {
+            out(static_cast<std::uint64_t>(i));
+            return;
+          }
+        }
+        throw std::invalid_argument("ListProxy::index: x is not in list");
+      }
+      case Op::kListCount: {
+        const auto v = rd<std::string>(in);
+        out(static_cast<std::uint64_t>(std::count(items_.begin(), items_.end(), v)));
+        return;
+      }
+      case Op::kListReverse:
+        std::reverse(items_.begin(), items_.end());
         return;
       default:
         bad_op(op, "list");

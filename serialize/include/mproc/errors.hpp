@@ -117,6 +117,13 @@ class Full : public Error {
   using Error::Error;
 };
 
+// Queue::put after Queue::shutdown(), or Queue::get once a shut-down queue is empty (Python
+// 3.13's queue.ShutDown).
+class ShutDown : public Error {
+ public:
+  using Error::Error;
+};
+
 // A Connection or Queue used after close(), an empty (default-constructed) handle, or a
 // simplex Pipe end used in the direction it does not have (Python's OSError / ValueError).
 class ClosedError : public Error {

@@ -10,6 +10,10 @@
 // on the pool's callback thread, never on its I/O thread; an exception from a callback is logged
 // and swallowed.
 //
+// concurrent.futures.Future's calls are here too (see mproc/pool/futures.hpp for as_completed and
+// wait): add_done_callback(fn), running(), cancelled(), exception(). They cost nothing unless
+// used: a result's completion wakes exactly the waiters and callbacks registered on it, once.
+//
 // Thread safety: an AsyncResult is a cheap shared handle; all its const members may be called
 // concurrently from any threads, on the same or on copied handles. In a child made with fork(),
 // waiting for a result that was still pending at the fork throws PoolStateError (it would never
@@ -26,6 +30,7 @@
 #include <optional>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "mproc/errors.hpp"
 #include "mproc/pool/detail/callback_runner.hpp"
@@ -33,15 +38,114 @@
 
 namespace mproc {
 
+template <class T>
+class AsyncResult;
+
 namespace detail {
 
 void log_callback_failure(const char* which) noexcept;
 
+class StateBase;
+
+// Told once when a result completes (as_completed and wait's waiters, done callbacks). Runs on
+// the completing thread (a pool's I/O or callback thread, a ThreadPool worker) after the result
+// is ready, with no lock held: it must be short, must not block and must not throw.
+class CompletionHook {
+ public:
+  virtual ~CompletionHook() = default;
+  virtual void on_complete(StateBase& s) noexcept = 0;
+};
+
+// PoolOptions::max_queued: a counting gate on submitted-but-unfinished apply_async tasks. A slot
+// is taken before a task is queued and given back when its result completes.
+class Throttle {
+ public:
+  explicit Throttle(std::size_t limit) : limit_(limit) {}
+  // Takes a slot, waiting for one; timeout <= 0: as long as it takes. False: none in time.
+  bool acquire(std::chrono::nanoseconds timeout) {
+    std::unique_lock lock(mu_);
+    const auto free = [&] { return used_ < limit_; };
+    if (timeout.count() <= 0) {
+      cv_.wait(lock, free);
+    } else if (!cv_.wait_for(lock, timeout, free)) {
+      return false;
+    }
+    ++used_;
+    return true;
+  }
+  void release() noexcept {
+    {
+      std::lock_guard lock(mu_);
+      --used_;
+    }
+    cv_.notify_one();
+  }
+  std::size_t outstanding() const {
+    std::lock_guard lock(mu_);
+    return used_;
+  }
+  std::size_t limit() const noexcept { return limit_; }
+
+ private:
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::size_t limit_;
+  std::size_t used_ = 0;
+};
+
 class StateBase {
  public:
-  ~StateBase() { drop_error(error_); }
+  StateBase() = default;
+  StateBase(const StateBase&) = delete;
+  StateBase& operator=(const StateBase&) = delete;
+  // A state dropped before it completed (its submission threw) gives its queue slot back.
+  ~StateBase() {
+    if (slot_) slot_->release();
+    drop_error(error_);
+  }
 
   bool ready() const noexcept { return status_.load(std::memory_order_acquire) != 0; }
+  bool failed() const noexcept { return status_.load(std::memory_order_acquire) == kError; }
+  // Python's Future.running(): a worker has started it and it has not completed.
+  bool running() const noexcept { return started_.load(std::memory_order_acquire) && !ready(); }
+  bool cancelled() const noexcept { return cancelled_.load(std::memory_order_acquire); }
+  // PoolStateError in a fork child, where a result pending at the fork never completes (no
+  // lock, no system call: as_completed registers on thousands of results).
+  void check_waitable() const {
+    if (!ready()) check_owner();
+  }
+  // Called by an engine when the task starts on a worker.
+  void mark_started() noexcept { started_.store(true, std::memory_order_release); }
+
+  // The error of a completed result; empty on success. Call only once ready().
+  const std::exception_ptr& error() const noexcept { return error_; }
+
+  // Registers a hook told when this completes. False (and not registered) if already complete.
+  bool add_hook(std::shared_ptr<CompletionHook> h) {
+    std::lock_guard lock(mu_);
+    if (ready()) return false;
+    hooks_.push_back(std::move(h));
+    return true;
+  }
+  // Forgets a hook that was not told yet (its waiter is going away).
+  void remove_hook(const CompletionHook* h) noexcept {
+    std::lock_guard lock(mu_);
+    for (auto it = hooks_.begin(); it != hooks_.end(); ++it) {
+      if (it->get() == h) {
+        hooks_.erase(it);
+        return;
+      }
+    }
+  }
+
+  // The thread that runs this result's callbacks (done callbacks included); may be null for a
+  // result made outside a pool.
+  const std::shared_ptr<CallbackRunner>& callback_runner() const noexcept { return runner_; }
+  void set_runner(std::shared_ptr<CallbackRunner> r) {
+    if (!runner_) runner_ = std::move(r);
+  }
+  // PoolOptions::max_queued: the slot this result holds until it completes.
+  void hold_slot(std::shared_ptr<Throttle> t) noexcept { slot_ = std::move(t); }
 
   void wait() const {
     if (ready()) return;
@@ -70,6 +174,7 @@ class StateBase {
   // Completes with an error (first completion wins; later ones are ignored).
   void fail(std::exception_ptr e) noexcept {
     if (claimed_.exchange(true)) return;
+    if (is_cancellation(e)) cancelled_.store(true, std::memory_order_release);
     error_ = std::move(e);
     if (on_error_ && runner_) {
       runner_->post([this, keep = self_.lock()] {
@@ -104,13 +209,31 @@ class StateBase {
   static constexpr int kValue = 1;
   static constexpr int kError = 2;
 
+  // The completion point: wakes get()/wait() callers, then tells each hook once, then gives the
+  // max_queued slot back. With no hook and no slot this costs what it did before: an empty
+  // vector swapped under the lock that was already taken.
   void publish(int status) noexcept {
+    std::vector<std::shared_ptr<CompletionHook>> hooks;
+    bool wake;
     {
       std::lock_guard lock(mu_);
       status_.store(status, std::memory_order_release);
-      if (waiters_ == 0) return;
+      wake = waiters_ != 0;
+      hooks.swap(hooks_);
     }
-    cv_.notify_all();
+    if (wake) cv_.notify_all();
+    for (auto& h : hooks) h->on_complete(*this);
+    if (auto slot = std::move(slot_)) slot->release();
+  }
+
+  static bool is_cancellation(const std::exception_ptr& e) noexcept {
+    try {
+      std::rethrow_exception(e);
+    } catch (const CancelledError&) {
+      return true;
+    } catch (...) {
+      return false;
+    }
   }
 
   void rethrow_if_error() const {
@@ -139,6 +262,10 @@ class StateBase {
   mutable int waiters_ = 0;
   std::atomic<int> status_{0};
   std::atomic<bool> claimed_{false};
+  std::atomic<bool> started_{false};
+  std::atomic<bool> cancelled_{false};
+  std::vector<std::shared_ptr<CompletionHook>> hooks_;  // guarded by mu_
+  std::shared_ptr<Throttle> slot_;
   OwnerPid owner_;
   std::exception_ptr error_;
   std::function<void(std::exception_ptr)> on_error_;
@@ -231,11 +358,51 @@ std::shared_ptr<ResultState<T>> make_state() {
   return s;
 }
 
+// add_done_callback's hook: hands fn to the result's callback thread when the result completes.
+template <class T, class F>
+class DoneCallback final : public CompletionHook {
+ public:
+  explicit DoneCallback(F fn) : fn_(std::move(fn)) {}
+
+  void on_complete(StateBase& s) noexcept override {
+    auto self = std::static_pointer_cast<ResultState<T>>(s.self_.lock());
+    if (!self) return;  // unreachable: the completing side holds the state
+    if (const auto& runner = s.callback_runner()) {
+      try {
+        runner->post([fn = std::move(fn_), self]() mutable { call(fn, self); });
+        return;
+      } catch (...) {  // could not queue it (out of memory): run it here rather than never
+      }
+    }
+    call(fn_, self);
+  }
+
+  // Already complete when it was added: Python runs it at once, in the caller.
+  void run_now(const std::shared_ptr<ResultState<T>>& s) noexcept { call(fn_, s); }
+
+ private:
+  static void call(F& fn, const std::shared_ptr<ResultState<T>>& s) noexcept {
+    try {
+      if constexpr (std::is_invocable_v<F&, const AsyncResult<T>&>) {
+        fn(AsyncResult<T>(s));
+      } else {
+        fn();
+      }
+    } catch (...) {
+      log_callback_failure("done callback");
+    }
+  }
+
+  F fn_;
+};
+
 }  // namespace detail
 
 template <class T>
 class AsyncResult {
  public:
+  using value_type = T;  // what get() returns (as concurrent.futures' generic Future[T])
+
   AsyncResult() = default;
   explicit AsyncResult(std::shared_ptr<detail::ResultState<T>> s) : state_(std::move(s)) {}
 
@@ -261,6 +428,48 @@ class AsyncResult {
   bool successful() const { return state_->successful(); }
 
   bool valid() const noexcept { return state_ != nullptr; }
+
+  // The same task's result (copies of one handle compare equal), as Python compares futures by
+  // identity: find which submission an as_completed result is.
+  friend bool operator==(const AsyncResult& a, const AsyncResult& b) noexcept {
+    return a.state_ == b.state_;
+  }
+
+  // ---- concurrent.futures.Future --------------------------------------------------------------
+
+  // Python's Future.running(): started on a worker and not complete. (A process pool's worker
+  // runs the task that heads its queue: that one counts as started.)
+  bool running() const noexcept { return state_->running(); }
+  // Python's Future.cancelled(): completed by cancel(), by shutdown(cancel_futures=true), or by
+  // the pool's cancellation of the task (its error is a CancelledError).
+  bool cancelled() const noexcept { return state_->cancelled(); }
+  // Python's Future.done() is ready().
+
+  // Python's Future.exception(): waits, then returns the task's exception without throwing it;
+  // empty when it succeeded. (A cancelled task returns its CancelledError instead of raising it.)
+  std::exception_ptr exception() const {
+    state_->wait();
+    return state_->failed() ? state_->error() : nullptr;
+  }
+  // As exception(), waiting at most `timeout`: TimeoutError when not complete by then.
+  template <class Rep, class Period>
+  std::exception_ptr exception(std::chrono::duration<Rep, Period> timeout) const {
+    if (!state_->wait_for(timeout)) throw TimeoutError("AsyncResult::exception: timed out");
+    return state_->failed() ? state_->error() : nullptr;
+  }
+
+  // Python's Future.add_done_callback(fn): fn(const AsyncResult<T>&) (or fn()) runs exactly once
+  // when the result completes — with a value, an exception or a cancellation — on the pool's
+  // callback thread, after any apply_async callback. Added to a result that is already
+  // complete, it runs at once on the calling thread (as Python's). Any number may be added; they
+  // run in the order added. An exception from fn is logged and swallowed. Thread-safe.
+  template <class F>
+  void add_done_callback(F fn) const {
+    static_assert(std::is_invocable_v<F&, const AsyncResult<T>&> || std::is_invocable_v<F&>,
+                  "mproc: a done callback takes (const mproc::AsyncResult<T>&) or nothing");
+    auto hook = std::make_shared<detail::DoneCallback<T, F>>(std::move(fn));
+    if (!state_->add_hook(hook)) hook->run_now(state_);
+  }
 
   // Cancels the task: one still queued is dropped; one running has its worker killed and
   // replaced. get() then throws mproc::CancelledError. Returns false if the result was already

@@ -6,16 +6,25 @@
 // flight, so an input of any length runs in constant memory (CPython's imap reads its whole input
 // up front). imap yields in input order; imap_unordered in completion order. A chunk whose task
 // failed throws its exception once, when the iteration reaches it; iteration may then go on.
+// An input range that throws part-way (CPython's test_imap_handle_iterable_exception): the
+// results of the inputs read before it are yielded first, then its exception is thrown once,
+// and the iteration ends there.
+//
+// buffersize (Python 3.14's imap buffersize): at most that many chunks are submitted and not yet
+// consumed, so the source is never read more than buffersize * chunksize inputs ahead of the
+// consumer. 0: a window of a few hundred chunks per worker, refilled in batches.
 //
 // Thread safety: one ImapRange is consumed by one thread. Stopping early is fine: chunks
 // already submitted still run, and the pool's join() waits for them.
 #pragma once
 
 #include <cstddef>
+#include <exception>
 #include <functional>
 #include <iterator>
 #include <memory>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "mproc/pool/detail/tasks.hpp"
@@ -35,14 +44,17 @@ class ImapDriver {
   // Hands a batch of jobs to the pool (one wake-up per batch).
   using Submit = std::function<void(std::vector<Job>&)>;
 
+  // buffersize > 0 replaces max_inflight with an exact bound, refilled one chunk at a time.
   ImapDriver(Submit submit, std::shared_ptr<ImapState<R>> s, MakeChunk make, bool ordered,
-             std::size_t max_inflight, std::shared_ptr<ProgressBar> bar = nullptr)
+             std::size_t max_inflight, std::shared_ptr<ProgressBar> bar = nullptr,
+             std::size_t buffersize = 0)
       : progress_(std::move(bar)),
         submit_(std::move(submit)),
         state_(std::move(s)),
         make_(std::move(make)),
         ordered_(ordered),
-        max_inflight_(max_inflight) {}
+        max_inflight_(buffersize > 0 ? buffersize : max_inflight),
+        refill_at_(buffersize > 0 ? buffersize - 1 : max_inflight_ / 2) {}
 
   // Advances to the next value; false at the end. Rethrows a failed chunk's exception.
   bool next() {
@@ -57,6 +69,10 @@ class ImapDriver {
       }
       top_up();
       if (inflight_ == 0) {
+        if (source_error_) {  // after every result read before it; then the end
+          auto e = std::exchange(source_error_, nullptr);
+          std::rethrow_exception(e);
+        }
         if (progress_) progress_->finish();
         return false;
       }
@@ -76,10 +92,18 @@ class ImapDriver {
  private:
   // Keeps the pipeline between half full and full, submitting in batches (one wake-up each).
   void top_up() {
-    if (exhausted_ || inflight_ > max_inflight_ / 2) return;
+    if (exhausted_ || inflight_ > refill_at_) return;
     std::vector<Job> batch;
     while (!exhausted_ && inflight_ + batch.size() < max_inflight_) {
-      auto t = make_(next_chunk_);
+      Job t;
+      try {
+        t = make_(next_chunk_);
+      } catch (...) {
+        // The source threw: what was read before it still runs and is yielded, then this.
+        source_error_ = std::current_exception();
+        exhausted_ = true;
+        break;
+      }
       if (!t) {
         exhausted_ = true;
         break;
@@ -97,6 +121,8 @@ class ImapDriver {
   MakeChunk make_;
   bool ordered_;
   std::size_t max_inflight_;
+  std::size_t refill_at_;  // top up when no more than this many chunks are in flight
+  std::exception_ptr source_error_;
   std::size_t inflight_ = 0;
   std::size_t next_chunk_ = 0;
   std::size_t next_yield_ = 0;

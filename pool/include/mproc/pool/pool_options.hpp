@@ -12,7 +12,10 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <optional>
+#include <stdexcept>
+#include <string>
 #include <tuple>
 #include <utility>
 
@@ -22,9 +25,42 @@
 
 namespace mproc {
 
+namespace detail {
+
+// The most workers a pool may ask for: far above any machine's CPUs, far below what fork or the
+// descriptor table would allow to fail slowly (Python's Pool(-1) raises ValueError at once).
+inline constexpr std::size_t kMaxPoolProcesses = 4096;
+
+// `n`, or std::invalid_argument naming `who` for a negative count (as size_t: huge) or one
+// above kMaxPoolProcesses. 0 passes: it means cpu_count().
+inline std::size_t checked_process_count(std::size_t n, const char* who) {
+  if (n > std::numeric_limits<std::size_t>::max() / 2) {
+    throw std::invalid_argument(std::string(who) +
+                                ": the number of processes must be at least 1 (got " +
+                                std::to_string(static_cast<std::ptrdiff_t>(n)) + ")");
+  }
+  if (n > kMaxPoolProcesses) {
+    throw std::invalid_argument(std::string(who) + ": " + std::to_string(n) +
+                                " processes is more than the limit of " +
+                                std::to_string(kMaxPoolProcesses));
+  }
+  return n;
+}
+
+}  // namespace detail
+
 struct PoolOptions {
-  // Number of worker processes; 0 means cpu_count().
+  // Number of worker processes; 0 means cpu_count(). Negative (converted) or above 4096:
+  // std::invalid_argument when the pool is made.
   std::size_t processes = 0;
+  // Backpressure: at most this many apply_async/submit tasks submitted and not yet complete;
+  // one more waits until a result completes (on any thread). 0: unbounded. map/starmap calls
+  // are not counted (their input is already in memory); imap is bounded by its buffersize.
+  // A task that submits to its own ThreadPool while the pool is at the bound waits for itself:
+  // size the bound for such nesting.
+  std::size_t max_queued = 0;
+  // How long such a submission waits before it throws mproc::Full. 0: as long as it takes.
+  std::chrono::nanoseconds max_queued_timeout{0};
   // How workers start (see start_method.hpp); empty: get_start_method() when the pool is made.
   std::optional<StartMethod> start_method;
   // A worker exits and is replaced after this many tasks (a map chunk is one task); 0: never.

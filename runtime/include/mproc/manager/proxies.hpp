@@ -35,7 +35,10 @@
 
 #include <chrono>
 #include <cstdint>
+#include <iterator>
+#include <limits>
 #include <map>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -267,6 +270,53 @@ class ListProxy : public detail::ProxyBase<ListProxy<T>> {
     return out;
   }
   void clear() { this->invoke(Op::kListClear); }
+  // l.insert(i, x): Python's rules (a negative i counts from the end; out of range clamps).
+  void insert(std::int64_t i, const T& x) {
+    this->invoke(Op::kListInsert, i, detail::encode_value(x));
+  }
+  // l.remove(x): removes the first equal element; std::invalid_argument (Python's ValueError)
+  // when there is none. Elements compare by their encoded bytes (exact for integers, strings
+  // and containers of them; 0.0 and -0.0 differ).
+  void remove(const T& x) { this->invoke(Op::kListRemove, detail::encode_value(x)); }
+  // l.index(x[, start[, stop]]): position of the first equal element in [start, stop);
+  // std::invalid_argument when there is none.
+  std::size_t index(const T& x, std::int64_t start = 0,
+                    std::int64_t stop = std::numeric_limits<std::int64_t>::max()) const {
+    return detail::Reply(this->invoke(Op::kListIndex, detail::encode_value(x), start, stop))
+        .template read<std::uint64_t>();
+  }
+  // l.count(x)
+  std::size_t count(const T& x) const {
+    return detail::Reply(this->invoke(Op::kListCount, detail::encode_value(x)))
+        .template read<std::uint64_t>();
+  }
+  // l.reverse(), in place, atomically.
+  void reverse() { this->invoke(Op::kListReverse); }
+
+  // for (T x : l): iterates over one snapshot taken by begin() (one round trip; later changes
+  // by others are not seen, as iterating a copy).
+  class iterator {
+   public:
+    using iterator_category = std::input_iterator_tag;
+    using value_type = T;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    explicit iterator(std::shared_ptr<const std::vector<T>> v) : v_(std::move(v)) {}
+    const T& operator*() const { return (*v_)[i_]; }
+    const T* operator->() const { return &(*v_)[i_]; }
+    iterator& operator++() {
+      ++i_;
+      return *this;
+    }
+    void operator++(int) { ++i_; }
+    bool operator==(std::default_sentinel_t) const noexcept { return !v_ || i_ >= v_->size(); }
+
+   private:
+    std::shared_ptr<const std::vector<T>> v_;
+    std::size_t i_ = 0;
+  };
+  iterator begin() const { return iterator(std::make_shared<const std::vector<T>>(snapshot())); }
+  std::default_sentinel_t end() const noexcept { return {}; }
 
  private:
   T one(Op op, std::int64_t i) const {

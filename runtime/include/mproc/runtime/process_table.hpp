@@ -43,6 +43,8 @@ std::optional<int> table_exitcode(const ProcessState& st);
 bool table_wait(const ProcessState& st, std::optional<std::chrono::nanoseconds> timeout);
 // The Process object is going away.
 void table_forget_owner(ProcessState& st);
+// The Process object moved to `owner` (under the table's lock, as active_children reads it).
+void table_set_owner(ProcessState& st, Process* owner);
 std::vector<Process*> table_active();
 // Next N for a default name "Process-N" in this process.
 unsigned next_process_number();

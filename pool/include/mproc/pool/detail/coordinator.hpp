@@ -49,6 +49,9 @@ class Coordinator final : public PoolEngine {
   // to skip one waiting in its pipe. Their outcomes become CancelledError.
   void cancel(std::vector<std::uint64_t> task_ids) override;
 
+  // Fails every task not yet started on a worker with CancelledError (queued ones, and ones
+  // waiting in a worker's pipe, which the worker is told to skip); running ones go on.
+  void cancel_queued() override;
   // No more submissions; queued work still runs.
   void close() override;
   // After close() or terminate(): waits for all work and callbacks, then for every worker and

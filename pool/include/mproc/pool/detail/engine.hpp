@@ -37,6 +37,8 @@ class Task : public ChunkJob {
   virtual void on_ok(std::span<const char> payload) noexcept = 0;
   // I/O thread. The task failed (its exception, a lost worker, termination). Must not throw.
   virtual void on_error(std::exception_ptr error) noexcept = 0;
+  // I/O thread. A worker has started it (AsyncResult::running()). May be called more than once.
+  virtual void on_start() noexcept {}
 
   std::uint64_t id = 0;
   Bytes frame;  // header + payload, ready to send
@@ -72,6 +74,9 @@ class PoolEngine {
 
   // The tasks' outcomes become CancelledError (queued ones never run).
   virtual void cancel(std::vector<std::uint64_t> task_ids) = 0;
+  // shutdown(cancel_futures=true): every task not yet started on a worker completes with
+  // CancelledError; running ones go on. The default (an engine that cannot tell) cancels none.
+  virtual void cancel_queued() {}
   // No more submissions; queued work still runs.
   virtual void close() = 0;
   // After close() or terminate(): waits for all work and callbacks, then for the workers.

@@ -1,6 +1,7 @@
 // mproc/pool/detail/pool_api.hpp — the Python-shaped calls shared by Pool and ThreadPool.
 // Internal (namespace detail). Each front end provides apply_async_impl, submit_map, make_imap,
-// processes() and callback_runner(); everything users call is written once, here.
+// processes(), callback_runner(), close(), join() and cancel_queued(); everything users call is
+// written once, here.
 #pragma once
 
 #include <algorithm>
@@ -8,11 +9,14 @@
 #include <cstddef>
 #include <memory>
 #include <ranges>
+#include <string>
 #include <tuple>
 #include <type_traits>
 #include <utility>
 
+#include "mproc/errors.hpp"
 #include "mproc/pool/async_result.hpp"
+#include "mproc/pool/futures.hpp"
 #include "mproc/progress.hpp"
 #include "mproc/serialize/callable.hpp"
 
@@ -85,6 +89,24 @@ class PoolApi {
     }
   }
 
+  // Python's Executor.submit(fn, *args): apply_async under its concurrent.futures name (the same
+  // AsyncResult, callbacks and time limit included). With PoolOptions::max_queued set, it waits
+  // for room (or throws mproc::Full after PoolOptions::max_queued_timeout).
+  template <class F, class... Args>
+  auto submit(F f, Args&&... args) {
+    return apply_async(f, std::forward<Args>(args)...);
+  }
+
+  // Python's Executor.shutdown(wait=True, cancel_futures=False): no more submissions (close());
+  // with cancel_futures, every task not yet started completes at once with CancelledError
+  // (running ones finish); with wait, returns when all work and callbacks are done (join()).
+  // Throws PoolStateError in a process that does not own the pool.
+  void shutdown(bool wait = true, bool cancel_futures = false) {
+    self().close();
+    if (cancel_futures) self().cancel_queued();
+    if (wait) self().join();
+  }
+
   // ---- map / starmap --------------------------------------------------------------------------
 
   // Python: pool.map(f, iterable, chunksize). Blocks; returns results in input order, or
@@ -131,30 +153,33 @@ class PoolApi {
 
   // ---- imap -----------------------------------------------------------------------------------
 
-  // Lazy, ordered (Python: pool.imap(f, iterable, chunksize=1)). The range is read as results
-  // are consumed; an lvalue range must outlive the iteration, an rvalue one is kept inside.
+  // Lazy, ordered (Python: pool.imap(f, iterable, chunksize=1, buffersize=None)). The range is
+  // read as results are consumed; an lvalue range must outlive the iteration, an rvalue one is
+  // kept inside. buffersize: at most this many chunks submitted and not yet consumed, so at
+  // most buffersize * chunksize inputs are read ahead of the consumer; 0: the pool's default
+  // window (a few hundred chunks per worker).
   template <class F, class Range>
-  auto imap(F f, Range&& inputs, std::size_t chunksize = 1) {
-    return self().make_imap(f, std::forward<Range>(inputs), chunksize, true);
+  auto imap(F f, Range&& inputs, std::size_t chunksize = 1, std::size_t buffersize = 0) {
+    return self().make_imap(f, std::forward<Range>(inputs), chunksize, true, buffersize);
   }
 
   // imap with a progress bar, advanced as results are consumed.
   template <class F, class Range>
   auto imap(F f, Range&& inputs, std::size_t chunksize, Progress p) {
     auto bar = std::make_shared<ProgressBar>(known_size(inputs), std::move(p));
-    return self().make_imap(f, std::forward<Range>(inputs), chunksize, true, std::move(bar));
+    return self().make_imap(f, std::forward<Range>(inputs), chunksize, true, 0, std::move(bar));
   }
 
   template <class F, class Range>
   auto imap_unordered(F f, Range&& inputs, std::size_t chunksize, Progress p) {
     auto bar = std::make_shared<ProgressBar>(known_size(inputs), std::move(p));
-    return self().make_imap(f, std::forward<Range>(inputs), chunksize, false, std::move(bar));
+    return self().make_imap(f, std::forward<Range>(inputs), chunksize, false, 0, std::move(bar));
   }
 
-  // Lazy, in completion order (Python: pool.imap_unordered).
+  // Lazy, in completion order (Python: pool.imap_unordered); buffersize as imap's.
   template <class F, class Range>
-  auto imap_unordered(F f, Range&& inputs, std::size_t chunksize = 1) {
-    return self().make_imap(f, std::forward<Range>(inputs), chunksize, false);
+  auto imap_unordered(F f, Range&& inputs, std::size_t chunksize = 1, std::size_t buffersize = 0) {
+    return self().make_imap(f, std::forward<Range>(inputs), chunksize, false, buffersize);
   }
 
  protected:
@@ -175,13 +200,32 @@ class PoolApi {
     return get_moved(r);
   }
 
+  // PoolOptions::max_queued: takes a slot for a new apply_async result (waiting, or Full after
+  // the timeout); the result gives it back when it completes, or when it is dropped unsubmitted.
+  void admit(StateBase& s) {
+    if (!throttle_) return;
+    if (!throttle_->acquire(queued_timeout_)) {
+      throw Full("the pool already has max_queued = " + std::to_string(throttle_->limit()) +
+                 " unfinished tasks (PoolOptions::max_queued_timeout passed)");
+    }
+    s.hold_slot(throttle_);
+  }
+  void set_max_queued(std::size_t limit, std::chrono::nanoseconds timeout) {
+    if (limit > 0) throttle_ = std::make_shared<Throttle>(limit);
+    queued_timeout_ = timeout;
+  }
+
   template <class T, class CbA, class CbB>
   void attach(const std::shared_ptr<detail::ResultState<T>>& s, Callbacks<CbA, CbB>& cbs) {
+    s->set_runner(self().callback_runner());  // for done callbacks added later
     if constexpr (!std::is_same_v<CbA, std::nullptr_t>)
       s->set_callback(std::move(cbs.on_value), self().callback_runner());
     if constexpr (!std::is_same_v<CbB, std::nullptr_t>)
       s->set_error_callback(std::move(cbs.on_error), self().callback_runner());
   }
+
+  std::shared_ptr<Throttle> throttle_;  // null: unbounded
+  std::chrono::nanoseconds queued_timeout_{0};
 
  private:
   Derived& self() { return static_cast<Derived&>(*this); }

@@ -154,6 +154,7 @@ class ApplyTask final : public Task {
     }
   }
   void on_error(std::exception_ptr e) noexcept override { state_->fail(std::move(e)); }
+  void on_start() noexcept override { state_->mark_started(); }
 
  private:
   std::shared_ptr<ResultState<R>> state_;
@@ -203,6 +204,7 @@ class MapChunkTask final : public Task {
     state_->result->fail(std::move(e));
     state_->chunk_done(count_);
   }
+  void on_start() noexcept override { state_->result->mark_started(); }
 
  private:
   std::shared_ptr<MapState<R>> state_;

@@ -38,6 +38,8 @@ class ThreadEngine {
   // Throws PoolStateError if closed or terminated. Every job must be a ThreadJob.
   void submit(std::vector<std::unique_ptr<ChunkJob>>& jobs);
   void submit(std::unique_ptr<ThreadJob> job);
+  // shutdown(cancel_futures=true): queued jobs are cancelled with CancelledError.
+  void cancel_queued();
   void close();
   void join();
   // Cancels queued jobs (PoolStateError); running ones finish (threads cannot be killed).

@@ -67,6 +67,11 @@ enum class Op : std::uint8_t {
   kListPop,          // i64 index -> value
   kListSnapshot,     // -> vector<bytes>
   kListClear,
+  kListInsert,  // i64 index, value
+  kListRemove,  // value (std::invalid_argument when absent)
+  kListIndex,   // value, i64 start, i64 stop -> u64 (std::invalid_argument when absent)
+  kListCount,   // value -> u64
+  kListReverse,
   // namespace
   kNsSet = 60,    // name, u64 tag, value
   kNsGet,         // name -> bool found, u64 tag, value

@@ -1,0 +1,381 @@
+// concurrent.futures over mproc pools (issue 18): submit, as_completed, wait, done callbacks,
+// running / cancelled / exception, shutdown(cancel_futures), PoolOptions::max_queued, imap's
+// buffersize and an imap source that throws part-way. Each runs on Pool (real worker processes)
+// and on ThreadPool; every test checks that it leaves no child process and no descriptor behind.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <mproc/mproc.hpp>
+#include <mutex>
+#include <optional>
+#include <ranges>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "test_support.hpp"
+
+using namespace std::chrono_literals;
+using mproc_test::Clock;
+using mproc_test::eventually;
+
+namespace {
+
+int sleep_ms(int ms) {
+  ::usleep(static_cast<useconds_t>(ms) * 1000);
+  return ms;
+}
+
+int fail_after_ms(int ms) {
+  ::usleep(static_cast<useconds_t>(ms) * 1000);
+  throw std::runtime_error("failed after " + std::to_string(ms) + " ms");
+}
+
+int square(int x) {
+  return x * x;
+}
+
+double elapsed_ms(Clock::time_point since) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - since).count();
+}
+
+template <class P>
+std::size_t count_unfinished(const std::vector<mproc::AsyncResult<int>>& rs) {
+  return static_cast<std::size_t>(
+      std::count_if(rs.begin(), rs.end(), [](const auto& r) { return !r.ready(); }));
+}
+
+template <class P>
+class Futures : public mproc_test::LeakCheck {};
+
+using PoolKinds = ::testing::Types<mproc::Pool, mproc::ThreadPool>;
+struct KindName {
+  template <class P>
+  static std::string GetName(int) {
+    return std::is_same_v<P, mproc::Pool> ? "Pool" : "ThreadPool";
+  }
+};
+TYPED_TEST_SUITE(Futures, PoolKinds, KindName);
+
+TYPED_TEST(Futures, SubmitIsApplyAsync) {
+  for (std::size_t n : {1, 2, 4}) {
+    TypeParam pool(n);
+    auto r = pool.submit(square, 7);
+    static_assert(std::is_same_v<decltype(r), mproc::AsyncResult<int>>);
+    EXPECT_EQ(r.get(), 49);
+    std::atomic<int> seen{0};
+    auto c = pool.submit(square, 3, mproc::callbacks([&seen](int v) { seen = v; }));
+    EXPECT_EQ(c.get(), 9);
+    EXPECT_EQ(seen.load(), 9);  // ready only after the callback ran
+  }
+}
+
+TYPED_TEST(Futures, AsCompletedYieldsInCompletionOrder) {
+  TypeParam pool(4);
+  const std::vector<int> delays = {600, 400, 200, 0};
+  std::vector<mproc::AsyncResult<int>> rs;
+  for (int d : delays) rs.push_back(pool.submit(sleep_ms, d));
+  std::vector<int> order;
+  const auto t0 = Clock::now();
+  double first_ms = -1;
+  for (const auto& r : mproc::as_completed(rs, 20s)) {
+    if (first_ms < 0) first_ms = elapsed_ms(t0);
+    order.push_back(r.get());
+  }
+  EXPECT_EQ(order, (std::vector<int>{0, 200, 400, 600}));
+  EXPECT_LT(first_ms, 350.0) << "as_completed must yield the first result as soon as it is ready";
+}
+
+TYPED_TEST(Futures, AsCompletedCoversEveryResultOnceWithOneAndTwoWorkers) {
+  for (std::size_t n : {1, 2}) {
+    TypeParam pool(n);
+    std::vector<mproc::AsyncResult<int>> rs;
+    for (int i = 0; i < 20; ++i) rs.push_back(pool.submit(square, i));
+    rs.push_back(rs.front());  // a duplicate counts once, as in Python's set
+    std::multiset<int> got;
+    for (const auto& r : mproc::as_completed(rs)) got.insert(r.get());
+    std::multiset<int> want;
+    for (int i = 0; i < 20; ++i) want.insert(i * i);
+    EXPECT_EQ(got, want) << n << " workers";
+  }
+}
+
+TYPED_TEST(Futures, AsCompletedHonoursItsTimeout) {
+  TypeParam pool(2);
+  std::vector<mproc::AsyncResult<int>> rs{pool.submit(sleep_ms, 0), pool.submit(sleep_ms, 1500)};
+  const auto t0 = Clock::now();
+  auto range = mproc::as_completed(rs, 300ms);
+  auto it = range.begin();
+  ASSERT_FALSE(it == range.end());
+  EXPECT_EQ(it->get(), 0);
+  EXPECT_THROW(++it, mproc::TimeoutError);
+  const double ms = elapsed_ms(t0);
+  EXPECT_GE(ms, 250.0);
+  EXPECT_LT(ms, 1200.0);
+  EXPECT_EQ(rs[1].get(), 1500);  // the slow one still completes
+}
+
+TYPED_TEST(Futures, WaitWithEachReturnWhen) {
+  TypeParam pool(4);
+  {
+    std::vector<mproc::AsyncResult<int>> rs{pool.submit(sleep_ms, 0), pool.submit(sleep_ms, 1500)};
+    const auto t0 = Clock::now();
+    auto [done, not_done] = mproc::wait(rs, 20s, mproc::FIRST_COMPLETED);
+    EXPECT_LT(elapsed_ms(t0), 1200.0);  // the slow ones take 1.5 s
+    ASSERT_EQ(done.size(), 1u);
+    EXPECT_EQ(done[0].get(), 0);
+    EXPECT_EQ(not_done.size(), 1u);
+    auto all = mproc::wait(rs);  // ALL_COMPLETED, no timeout
+    EXPECT_EQ(all.done.size(), 2u);
+    EXPECT_TRUE(all.not_done.empty());
+  }
+  {
+    // (The failing task first: a process pool may queue a task behind a long one on the same
+    // worker.)
+    std::vector<mproc::AsyncResult<int>> rs{
+        pool.submit(fail_after_ms, 50), pool.submit(sleep_ms, 1500), pool.submit(sleep_ms, 1500)};
+    const auto t0 = Clock::now();
+    auto [done, not_done] = mproc::wait(rs, 20s, mproc::FIRST_EXCEPTION);
+    EXPECT_LT(elapsed_ms(t0), 1200.0);  // the slow ones take 1.5 s
+    EXPECT_EQ(not_done.size(), 2u);
+    ASSERT_EQ(done.size(), 1u);
+    EXPECT_NE(done[0].exception(), nullptr);
+    EXPECT_THROW(rs[0].get(), std::runtime_error);
+  }
+  {
+    // FIRST_EXCEPTION with none failing waits for all; a timeout returns what is done.
+    std::vector<mproc::AsyncResult<int>> rs{pool.submit(sleep_ms, 0), pool.submit(sleep_ms, 100)};
+    auto r1 = mproc::wait(rs, 20s, mproc::FIRST_EXCEPTION);
+    EXPECT_EQ(r1.done.size(), 2u);
+    std::vector<mproc::AsyncResult<int>> slow{pool.submit(sleep_ms, 800)};
+    const auto t0 = Clock::now();
+    auto r2 = mproc::wait(slow, 100ms);
+    EXPECT_LT(elapsed_ms(t0), 600.0);
+    EXPECT_TRUE(r2.done.empty());
+    EXPECT_EQ(r2.not_done.size(), 1u);
+  }
+}
+
+TYPED_TEST(Futures, DoneCallbacksRunExactlyOnceBeforeAndAfterCompletion) {
+  std::atomic<int> before{0}, after{0}, failed{0}, nullary{0};
+  std::atomic<bool> before_on_main{true};
+  const auto main_id = std::this_thread::get_id();
+  {
+    TypeParam pool(2);
+    auto r = pool.submit(sleep_ms, 200);
+    r.add_done_callback([&](const mproc::AsyncResult<int>& x) {
+      EXPECT_TRUE(x.ready());
+      EXPECT_EQ(x.get(), 200);
+      before_on_main = std::this_thread::get_id() == main_id;
+      ++before;
+    });
+    r.add_done_callback([&] { ++nullary; });
+    EXPECT_EQ(r.get(), 200);
+    EXPECT_TRUE(eventually([&] { return before.load() == 1; }, 5000ms));
+    // Already complete: runs at once, here.
+    r.add_done_callback([&](const mproc::AsyncResult<int>&) { ++after; });
+    EXPECT_EQ(after.load(), 1);
+
+    auto f = pool.submit(fail_after_ms, 20);
+    f.add_done_callback([&](const mproc::AsyncResult<int>& x) {
+      if (x.exception()) ++failed;
+    });
+    EXPECT_THROW(f.get(), std::runtime_error);
+    pool.close();
+    pool.join();  // waits for callbacks
+  }
+  EXPECT_EQ(before.load(), 1);
+  EXPECT_EQ(nullary.load(), 1);
+  EXPECT_EQ(after.load(), 1);
+  EXPECT_EQ(failed.load(), 1);
+  EXPECT_FALSE(before_on_main.load()) << "a pending result's callback runs on the callback thread";
+}
+
+TYPED_TEST(Futures, RunningCancelledAndException) {
+  TypeParam pool(1);
+  auto slow = pool.submit(sleep_ms, 600);
+  auto queued = pool.submit(sleep_ms, 0);
+  EXPECT_TRUE(eventually([&] { return slow.running(); }, 5000ms));
+  EXPECT_FALSE(queued.running());
+  EXPECT_TRUE(queued.cancel());
+  EXPECT_TRUE(queued.cancelled());
+  EXPECT_TRUE(queued.ready());
+  EXPECT_THROW(queued.get(), mproc::CancelledError);
+  EXPECT_NE(queued.exception(), nullptr);
+  EXPECT_EQ(slow.exception(), nullptr);  // waits; success: empty
+  EXPECT_FALSE(slow.running());
+  EXPECT_FALSE(slow.cancelled());
+  auto bad = pool.submit(fail_after_ms, 0);
+  auto e = bad.exception(5s);
+  ASSERT_NE(e, nullptr);
+  EXPECT_THROW(std::rethrow_exception(e), std::runtime_error);
+  EXPECT_FALSE(bad.cancelled());
+  auto pending = pool.submit(sleep_ms, 500);
+  EXPECT_THROW(pending.exception(10ms), mproc::TimeoutError);
+  EXPECT_EQ(pending.get(), 500);
+}
+
+TYPED_TEST(Futures, ShutdownCancelFuturesCancelsTheQueue) {
+  this->set_test_deadline(90);
+  TypeParam pool(2);
+  constexpr int kTasks = 10'000;
+  std::vector<mproc::AsyncResult<int>> rs;
+  rs.reserve(kTasks);
+  for (int i = 0; i < kTasks; ++i) rs.push_back(pool.submit(sleep_ms, 2));
+  const auto t0 = Clock::now();
+  pool.shutdown(/*wait=*/true, /*cancel_futures=*/true);
+  const double ms = elapsed_ms(t0);
+  int ok = 0, cancelled = 0;
+  for (auto& r : rs) {
+    ASSERT_TRUE(r.ready());
+    if (r.cancelled()) {
+      ++cancelled;
+      EXPECT_THROW(r.get(), mproc::CancelledError);
+    } else {
+      EXPECT_EQ(r.get(), 2);
+      ++ok;
+    }
+  }
+  EXPECT_EQ(ok + cancelled, kTasks);
+  EXPECT_GT(cancelled, kTasks * 9 / 10) << ok << " ran";
+  EXPECT_LT(ms, 10000.0);
+  EXPECT_THROW(pool.submit(square, 1), mproc::PoolStateError);
+  std::printf("[ measure  ] shutdown(cancel_futures) of %d queued: %.1f ms, %d ran, %d cancelled\n",
+              kTasks, ms, ok, cancelled);
+}
+
+TYPED_TEST(Futures, MaxQueuedHoldsTheOutstandingCountAtTheBound) {
+  for (std::size_t n : {1, 2, 4}) {
+    mproc::PoolOptions o;
+    o.processes = n;
+    o.max_queued = 3;
+    TypeParam pool(o);
+    std::vector<mproc::AsyncResult<int>> rs;
+    std::size_t peak = 0;
+    const auto t0 = Clock::now();
+    for (int i = 0; i < 24; ++i) {
+      rs.push_back(pool.submit(sleep_ms, 20));
+      const std::size_t out = count_unfinished<TypeParam>(rs);
+      peak = std::max(peak, out);
+      ASSERT_LE(out, 3u) << "after submission " << i << " with " << n << " workers";
+    }
+    EXPECT_EQ(peak, 3u);
+    for (auto& r : rs) EXPECT_EQ(r.get(), 20);
+    // 24 tasks of 20 ms, at most 3 at once: at least 8 rounds.
+    EXPECT_GE(elapsed_ms(t0), 150.0);
+  }
+}
+
+TYPED_TEST(Futures, MaxQueuedWithATimeoutThrowsFull) {
+  mproc::PoolOptions o;
+  o.processes = 2;
+  o.max_queued = 1;
+  o.max_queued_timeout = 100ms;
+  TypeParam pool(o);
+  auto slow = pool.submit(sleep_ms, 800);
+  const auto t0 = Clock::now();
+  EXPECT_THROW(pool.submit(square, 2), mproc::Full);
+  const double ms = elapsed_ms(t0);
+  EXPECT_GE(ms, 90.0);
+  EXPECT_LT(ms, 600.0);
+  EXPECT_EQ(slow.get(), 800);
+  EXPECT_EQ(pool.submit(square, 2).get(), 4);  // room again
+}
+
+TYPED_TEST(Futures, ImapBuffersizeBoundsTheReadAhead) {
+  for (std::size_t chunksize : {1, 3}) {
+    for (bool ordered : {true, false}) {
+      TypeParam pool(2);
+      std::atomic<int> reads{0};
+      auto counted = std::views::iota(0, 60) | std::views::transform([&reads](int i) {
+                       reads.fetch_add(1);
+                       return i;
+                     });
+      constexpr std::size_t kBuffer = 2;
+      const int bound = static_cast<int>(kBuffer * chunksize);
+      int consumed = 0;
+      int worst = 0;
+      std::multiset<int> got;
+      auto run = [&](auto&& range) {
+        for (int y : range) {
+          ++consumed;
+          got.insert(y);
+          worst = std::max(worst, reads.load() - consumed);
+          ASSERT_LE(reads.load() - consumed, bound) << "chunksize " << chunksize;
+        }
+      };
+      if (ordered) {
+        run(pool.imap(square, counted, chunksize, kBuffer));
+      } else {
+        run(pool.imap_unordered(square, counted, chunksize, kBuffer));
+      }
+      EXPECT_EQ(consumed, 60);
+      EXPECT_EQ(reads.load(), 60);
+      EXPECT_EQ(got.size(), 60u);
+      EXPECT_GT(worst, 0);
+    }
+  }
+}
+
+TYPED_TEST(Futures, ImapOverASourceThatThrowsPartWay) {
+  // CPython's test_imap_handle_iterable_exception: results before the bad element, then its
+  // exception once, then the end.
+  for (bool ordered : {true, false}) {
+    for (std::size_t chunksize : {1, 2}) {
+      TypeParam pool(2);
+      auto source = std::views::iota(0, 10) | std::views::transform([](int i) {
+                      if (i == 6) throw std::runtime_error("bad element");
+                      return i;
+                    });
+      auto it = ordered ? pool.imap(square, source, chunksize)
+                        : pool.imap_unordered(square, source, chunksize);
+      std::multiset<int> got;
+      std::vector<int> in_order;
+      bool threw = false;
+      for (int step = 0; step < 20; ++step) {
+        try {
+          auto v = it.next();
+          if (!v) break;
+          EXPECT_FALSE(threw) << "a value after the source's exception";
+          got.insert(*v);
+          in_order.push_back(*v);
+        } catch (const std::runtime_error& e) {
+          EXPECT_FALSE(threw) << "thrown twice";
+          EXPECT_STREQ(e.what(), "bad element");
+          threw = true;
+        }
+      }
+      EXPECT_TRUE(threw);
+      EXPECT_EQ(got, (std::multiset<int>{0, 1, 4, 9, 16, 25}))
+          << "ordered " << ordered << " chunksize " << chunksize;
+      if (ordered) {
+        EXPECT_EQ(in_order, (std::vector<int>{0, 1, 4, 9, 16, 25}));
+      }
+      EXPECT_FALSE(it.next().has_value());  // still ended
+    }
+  }
+}
+
+// The plain get() path: how long 20,000 apply_async + get take (printed; compared by hand with
+// main's numbers, since this machine is shared).
+TYPED_TEST(Futures, MeasureApplyAsyncGet) {
+  TypeParam pool(2);
+  constexpr int kTasks = 20'000;
+  std::vector<mproc::AsyncResult<int>> rs;
+  rs.reserve(kTasks);
+  const auto t0 = Clock::now();
+  for (int i = 0; i < kTasks; ++i) rs.push_back(pool.apply_async(square, i));
+  long long sum = 0;
+  for (auto& r : rs) sum += r.get();
+  const double ms = elapsed_ms(t0);
+  EXPECT_GT(sum, 0);
+  std::printf("[ measure  ] %d apply_async+get: %.1f ms (%.2f us/task)\n", kTasks, ms,
+              ms * 1000 / kTasks);
+}
+
+}  // namespace
