@@ -4,8 +4,8 @@
 // Every test checks that it leaves no child process and no descriptor behind.
 #include <gtest/gtest.h>
 
-#include <cstdlib>
 #include <unistd.h>
+#include <cstdlib>
 
 #include <chrono>
 #include <mproc/mproc.hpp>

@@ -2,8 +2,8 @@
 #include "report.hpp"
 
 #include <cmath>
-#include <nlohmann/json.hpp>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
 
@@ -16,7 +16,6 @@ std::string num(double v) {
   std::snprintf(buf, sizeof buf, "%.6g", v);
   return buf;
 }
-
 
 std::string csv_field(const std::string& s) {
   if (s.find_first_of(",\"\n") == std::string::npos) return s;
@@ -140,7 +139,9 @@ void write_json(const std::string& path, const Results& r) {
                       {"max", any ? number(q.max) : json(nullptr)},
                       {"per_rep", numbers(q.per_rep)},
                       {"goal", q.def.goal ? number(*q.def.goal) : json(nullptr)},
-                      {"goal_is", !q.def.goal ? "none" : q.def.at_most ? "max" : "min"},
+                      {"goal_is", !q.def.goal     ? "none"
+                                  : q.def.at_most ? "max"
+                                                  : "min"},
                       {"met", q.def.goal ? json(q.met()) : json(nullptr)}});
   }
   doc["ratios"] = std::move(ratios);

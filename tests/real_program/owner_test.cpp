@@ -3,6 +3,8 @@
 // Manager and Processes untouched; using a copy is an error that names the owner.
 #include <gtest/gtest.h>
 
+#include <regex>
+
 #include "run_scenario.hpp"
 
 namespace {
@@ -37,7 +39,10 @@ TEST_P(Owner, DestroyingCopiesInAForkChildLeavesTheParentsPoolWorking) {
   EXPECT_EQ(r.count("child: exit 0\n"), 1u) << r.describe();
   EXPECT_EQ(r.count("crash noticed\n"), 1u) << r.describe();
   EXPECT_EQ(r.count("after 16 25\n"), 1u) << r.describe();
-  EXPECT_EQ(r.count("terminate fast 1\n"), 1u) << r.describe();
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.out, m, std::regex("terminate ms (\\d+)"))) << r.describe();
+  // The defect made it the 5 s shutdown deadline; the bound scales with a sanitizer build.
+  EXPECT_LT(std::stol(m[1]), 2000 * mproc_test::kSlowdown) << r.describe();
   EXPECT_TRUE(r.leftovers.empty()) << r.describe();
 }
 

@@ -28,8 +28,8 @@ inline void ready() {
 
 }  // namespace mproc_scenario
 
-#define MPROC_SCENARIO(name)                                                   \
-  static int scenario_##name();                                                \
-  [[maybe_unused]] static const int scenario_##name##_registered =             \
-      ::mproc_scenario::add(#name, &scenario_##name);                          \
+#define MPROC_SCENARIO(name)                                       \
+  static int scenario_##name();                                    \
+  [[maybe_unused]] static const int scenario_##name##_registered = \
+      ::mproc_scenario::add(#name, &scenario_##name);              \
   static int scenario_##name()

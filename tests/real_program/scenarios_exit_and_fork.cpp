@@ -129,7 +129,7 @@ MPROC_SCENARIO(pool_destroyed_in_fork_child) {
   const auto ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
           .count();
-  std::printf("terminate fast %d\n", ms < 2000 ? 1 : 0);
+  std::printf("terminate ms %lld\n", static_cast<long long>(ms));  // bound: owner_test.cpp
   return 0;
 }
 
