@@ -76,6 +76,13 @@ case "${1:-}" in
     echo "== consumer project against the installed package"
     rm -rf "$ROOT/build/prefix" "$ROOT/build/consumer"
     cmake --install "$ROOT/build/release" --prefix "$ROOT/build/prefix" >/dev/null
+    # Only what mproc.hpp reaches is installed: no internals of the worker module, no fork server.
+    for internal in mproc/worker mproc/runtime/forkserver.hpp mproc/runtime/detail/forkserver.hpp; do
+      if [ -e "$ROOT/build/prefix/include/$internal" ]; then
+        echo "installed an internal header: $internal" >&2
+        exit 1
+      fi
+    done
     cmake -S "$ROOT/tests/consumer" -B "$ROOT/build/consumer" -G Ninja \
       -DCMAKE_PREFIX_PATH="$ROOT/build/prefix" >/dev/null
     cmake --build "$ROOT/build/consumer"

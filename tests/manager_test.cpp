@@ -26,7 +26,7 @@
 #include <thread>
 #include <vector>
 
-#include "manager/net.hpp"  // the handshake, to act as a misbehaving client
+#include "net.hpp"  // the handshake, to act as a misbehaving client
 #include "test_support.hpp"
 
 using namespace std::chrono_literals;

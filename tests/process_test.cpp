@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
+#include <spdlog/sinks/ostream_sink.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <mproc/connection.hpp>
+#include <mproc/logging.hpp>
 #include <mproc/process.hpp>
 #include <mproc/queue.hpp>
 #include <mproc/runtime/fd.hpp>
@@ -144,6 +146,31 @@ TEST_P(ProcessTest, ExitCodes) {
   EXPECT_EQ(mx4.exitcode(), 4);
   EXPECT_EQ(term.exitcode(), -SIGTERM);
   EXPECT_EQ(kil.exitcode(), -SIGKILL);
+}
+
+// Python logs a child's start and exit at debug level; so do we, as for pool workers, in the
+// parent (the lines say which process, its pid and its exit code).
+TEST_P(ProcessTest, StartAndExitAreLoggedAtDebugLevel) {
+  auto log = mproc::get_logger();
+  std::ostringstream lines;
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(lines);
+  const auto saved_level = log->level();
+  log->sinks().push_back(sink);
+  log->set_level(spdlog::level::debug);
+  mproc::Process p(exit_with, 3);
+  p.start();
+  const pid_t pid = p.pid();
+  const bool ended = joined(p);
+  log->set_level(saved_level);
+  log->sinks().pop_back();
+  ASSERT_TRUE(ended);
+  const std::string text = lines.str();
+  EXPECT_NE(text.find("started " + p.name() + " (pid " + std::to_string(pid) + ")"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find(p.name() + " (pid " + std::to_string(pid) + ") exited with code 3"),
+            std::string::npos)
+      << text;
 }
 
 TEST_P(ProcessTest, UncaughtExceptionIsExitCodeOneWithMessageOnStderr) {

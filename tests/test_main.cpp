@@ -2,7 +2,7 @@
 // "spawn" start method (whose workers are execs of this binary) and "forkserver" work here.
 #include <gtest/gtest.h>
 
-#include <mproc/process_info.hpp>
+#include <mproc/init.hpp>
 
 int main(int argc, char** argv) {
   mproc::init(argc, argv);

@@ -143,7 +143,10 @@ Result std_pool_apply_us(std::size_t n, std::size_t workers, std::string& error)
 
 // ---- apply_async: n submissions, then every get (tasks/s) --------------------------------------
 
-template <class P>
+// kAsCompleted: the same submissions, collected in the order they finish
+// (concurrent.futures.as_completed) instead of get() in submission order — what the completion
+// registration costs per result.
+template <class P, bool kAsCompleted = false>
 Result pool_apply_async_rate(std::size_t n, std::size_t workers, std::string& error) {
   P pool(workers);
   warm_up(pool);
@@ -153,7 +156,11 @@ Result pool_apply_async_rate(std::size_t n, std::size_t workers, std::string& er
   const auto t0 = Clock::now();
   for (std::size_t i = 0; i < n; ++i)
     rs.push_back(pool.apply_async(bench_trivial, static_cast<int>(i)));
-  for (auto& r : rs) sum += r.get();
+  if constexpr (kAsCompleted) {
+    for (auto& r : mproc::as_completed(rs)) sum += r.get();
+  } else {
+    for (auto& r : rs) sum += r.get();
+  }
   const double s = seconds_since(t0);
   if (sum != static_cast<long>(n * (n + 1) / 2)) return fail(error, "wrong results");
   return static_cast<double>(n) / s;
@@ -435,6 +442,9 @@ std::vector<Workload> make_workloads(const Config& cfg, const std::vector<std::s
     w.engines.push_back(engine("mproc-threads", u, n.cpp, [n, k](std::string& e) {
       return pool_apply_async_rate<mproc::ThreadPool>(n.cpp, k, e);
     }));
+    w.engines.push_back(engine("mproc-as-completed", u, n.cpp, [n, k](std::string& e) {
+      return pool_apply_async_rate<mproc::Pool, true>(n.cpp, k, e);
+    }));
     w.engines.push_back(engine("std-threadpool", u, n.cpp, [n, k](std::string& e) {
       return std_pool_apply_async_rate(n.cpp, k, e);
     }));
@@ -447,6 +457,8 @@ std::vector<Workload> make_workloads(const Config& cfg, const std::vector<std::s
         ratio("apply_async", "mproc / python", "mproc", "python", 30.0),
         ratio("apply_async", "mproc / socketpair stream", "mproc", "socketpair-stream"),
         ratio("apply_async", "mproc-threads / std-threadpool", "mproc-threads", "std-threadpool"),
+        ratio("apply_async", "mproc-as-completed / mproc (as_completed vs get)",
+              "mproc-as-completed", "mproc"),
     };
     out.push_back(std::move(w));
   }

@@ -24,10 +24,10 @@
 #include "mproc/runtime/before_fork.hpp"
 #include "mproc/runtime/fd.hpp"
 #include "mproc/runtime/owner.hpp"
-#include "mproc/runtime/zygote.hpp"
 #include "mproc/serialize/exception_wire.hpp"
 #include "mproc/serialize/frame.hpp"
 #include "mproc/start_method.hpp"
+#include "mproc/worker/detail/zygote.hpp"
 #include "mproc/worker/worker_entry.hpp"
 #include "mproc/worker/worker_loop.hpp"
 

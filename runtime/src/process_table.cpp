@@ -80,6 +80,7 @@ void reap(Table& t, pid_t pid) {
     // its status is lost.
     st.exitcode = 255;
   }
+  get_logger()->debug("{} (pid {}) exited with code {}", st.name, st.pid, *st.exitcode);
   ::epoll_ctl(t.epoll.get(), EPOLL_CTL_DEL, st.pidfd.get(), nullptr);
   t.live.erase(it);
   t.cv.notify_all();
@@ -122,6 +123,7 @@ void at_exit() {
 
 void table_add(const std::shared_ptr<ProcessState>& st) {
   st->parent = current_pid();
+  if (st->owner != nullptr) st->name = st->owner->name();
   Table& t = table();
   std::lock_guard lock(t.mu);
   if (!t.epoll) {
@@ -135,6 +137,7 @@ void table_add(const std::shared_ptr<ProcessState>& st) {
     throw std::system_error(errno, std::generic_category(), "epoll_ctl(pidfd)");
   }
   t.live.emplace(st->pid, st);
+  get_logger()->debug("started {} (pid {})", st->name, st->pid);  // as pool workers are
   if (!t.reaper_started) {
     std::thread(reaper_loop, &t).detach();
     t.reaper_started = true;

@@ -6,7 +6,7 @@
 #include <map>
 #include <string>
 
-#include <mproc/process_info.hpp>
+#include <mproc/init.hpp>
 
 #include "scenario.hpp"
 

@@ -25,9 +25,6 @@
 #include "mproc/runtime/forkserver.hpp"
 #include "mproc/runtime/shm_named.hpp"
 #include "mproc/serialize/callable.hpp"
-#ifdef MPROC_WITH_MPI
-#include "mpi_rank.hpp"
-#endif
 
 namespace mproc::detail {
 namespace {
@@ -78,6 +75,8 @@ void set_cloexec(int fd, bool on) {
                std::strerror(errno));
   ::_exit(127);
 }
+
+}  // namespace
 
 // In the fork server's fresh child: become the zygote of the pool that asked.
 void forkserver_child(std::span<const char> data, std::span<const int> fds) {
@@ -131,8 +130,6 @@ void enter_if_spawned_worker() {
   run_pool_worker(fd, serial, slot, base, spec, StartMethod::kSpawn);
 }
 
-}  // namespace
-
 std::string worker_name_prefix(StartMethod method) {
   switch (method) {
     case StartMethod::kForkserver:
@@ -185,26 +182,3 @@ Zygote start_zygote(StartMethod method, const WorkerSpec& spec, int progress_fd,
 }
 
 }  // namespace mproc::detail
-
-namespace mproc {
-
-void init(int argc, char** argv) {
-  detail::enter_if_shm_tracker();  // first: a tracker exec'd from this program never returns
-  if (detail::init_called()) return;
-  detail::enter_if_spawned_worker();
-  detail::enter_if_spawned_process(argc, argv);  // a Process started with "spawn"
-  detail::record_init(argc, argv);
-  detail::enter_if_fork_server(&detail::forkserver_child);  // a replacement fork server
-#ifdef MPROC_WITH_MPI
-  // Worker ranks never make pools: no fork server for them. Rank 0's is forked before
-  // MPI_Init, so it carries no MPI state.
-  if (detail::mpi_rank::rank_from_environment() <= 0) {
-    detail::start_forkserver(&detail::forkserver_child);
-  }
-  detail::mpi_rank::enter_if_mpi_rank(argc, argv);  // ranks 1..N-1 never return
-#else
-  detail::start_forkserver(&detail::forkserver_child);
-#endif
-}
-
-}  // namespace mproc

@@ -4,6 +4,7 @@
 #include "mproc/connection.hpp"
 #include "mproc/context.hpp"
 #include "mproc/errors.hpp"
+#include "mproc/init.hpp"
 #include "mproc/logging.hpp"
 #include "mproc/manager.hpp"
 #include "mproc/mpi.hpp"

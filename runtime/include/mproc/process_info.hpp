@@ -26,16 +26,6 @@ const ProcessInfo& current_process() noexcept;
 // Python's os.cpu_count() counts all CPUs; the affinity count is what a pool can actually use.
 std::size_t cpu_count() noexcept;
 
-// Call it first in main, before any thread starts: it is Python's `if __name__ == "__main__":`
-// guard. In a worker exec'd by the "spawn" start method it runs the worker and never returns;
-// in the program it records the arguments, names the process "MainProcess" and starts the fork
-// server for the "forkserver" start method (one small process that dies with the program).
-// Under mpirun (mproc built with MPI; see mpi.hpp) it also initialises MPI: ranks 1..N-1 become
-// workers and never return, rank 0 goes on as the coordinator and shuts them down at exit.
-// Calling it more than once does nothing more. Throws std::system_error if the fork server
-// cannot be started.
-void init(int argc, char** argv);
-
 namespace detail {
 // Called once in a new child process, before anything else runs there.
 void set_process_name(std::string name);

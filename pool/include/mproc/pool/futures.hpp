@@ -34,7 +34,7 @@
 #include <mutex>
 #include <optional>
 #include <ranges>
-#include <unordered_set>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -80,10 +80,9 @@ class Registration {
  public:
   template <class Range>
   explicit Registration(const Range& results) : q_(std::make_shared<CompletionQueue>()) {
-    std::unordered_set<const StateBase*> seen;
     for (const auto& r : results) {
       if (!r.valid()) throw Error("mproc: as_completed/wait given an empty AsyncResult");
-      if (seen.insert(r.state().get()).second) all_.push_back(r);
+      if (index_.emplace(r.state().get(), all_.size()).second) all_.push_back(r);
     }
     q_->reserve(all_.size());
     for (auto& r : all_) {
@@ -98,14 +97,15 @@ class Registration {
     for (auto& r : all_) r.state()->remove_hook(q_.get());
   }
 
+  // A hash lookup, not a scan: as_completed over n results must cost O(n), not O(n^2).
   const AsyncResult<T>& find(const StateBase* s) const {
-    for (auto& r : all_) {
-      if (r.state().get() == s) return r;
-    }
-    throw Error("mproc: as_completed lost track of a result");  // unreachable
+    const auto it = index_.find(s);
+    if (it == index_.end()) throw Error("mproc: as_completed lost track of a result");
+    return all_[it->second];
   }
 
   std::vector<AsyncResult<T>> all_;
+  std::unordered_map<const StateBase*, std::size_t> index_;  // state -> its place in all_
   std::shared_ptr<CompletionQueue> q_;
 };
 

@@ -31,6 +31,7 @@ struct ProcessState {
   UniqueFd pidfd;
   bool daemon = false;
   pid_t parent = 0;  // the process that started it: the only one that may wait for it
+  std::string name;  // for the exit's log line, when the Process object may be gone
   // Guarded by the table's lock:
   std::optional<int> exitcode;
   Process* owner = nullptr;

@@ -12,10 +12,11 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 
-#include "mproc/runtime/zygote.hpp"
 #include "mproc/start_method.hpp"
+#include "mproc/worker/detail/zygote.hpp"
 #include "mproc/worker/worker_loop.hpp"
 
 namespace mproc::detail {
@@ -35,6 +36,14 @@ struct WorkerSpec {
 // `progress` is the caller's own mapping of it. Throws StartMethodError, std::system_error.
 Zygote start_zygote(StartMethod method, const WorkerSpec& spec, int progress_fd,
                     WorkerProgress* progress);
+
+// In a program exec'd as a pool worker by the spawn start method: runs the worker and never
+// returns. Anywhere else: returns at once. mproc::init calls it.
+void enter_if_spawned_worker();
+
+// What the fork server's fresh child runs when a pool asks it for a zygote (the callback
+// mproc::init gives the fork server).
+void forkserver_child(std::span<const char> data, std::span<const int> fds);
 
 // "ForkPoolWorker-", "ForkServerPoolWorker-", "SpawnPoolWorker-" (Python's names).
 std::string worker_name_prefix(StartMethod method);

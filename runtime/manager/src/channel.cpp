@@ -1,4 +1,4 @@
-#include "manager/channel.hpp"
+#include "channel.hpp"
 
 #include <poll.h>
 #include <sys/socket.h>

@@ -1,4 +1,4 @@
-// mproc/runtime/zygote.hpp — the single-threaded process every pool worker is forked from.
+// mproc/worker/detail/zygote.hpp — the single-threaded process every pool worker is forked from.
 // Internal (namespace detail).
 //
 // Forking a multi-threaded coordinator is hazardous (a lock held by another thread stays locked

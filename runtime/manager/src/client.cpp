@@ -18,10 +18,10 @@
 #include <system_error>
 #include <unordered_map>
 
-#include "manager/net.hpp"
 #include "mproc/errors.hpp"
 #include "mproc/serialize/exception_wire.hpp"
 #include "mproc/serialize/frame.hpp"
+#include "net.hpp"
 
 namespace mproc::detail {
 namespace {

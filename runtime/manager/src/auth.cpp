@@ -7,8 +7,8 @@
 #include <string_view>
 #include <system_error>
 
-#include "manager/net.hpp"
 #include "mproc/errors.hpp"
+#include "net.hpp"
 
 namespace mproc::detail {
 namespace {

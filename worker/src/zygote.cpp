@@ -1,4 +1,4 @@
-#include "mproc/runtime/zygote.hpp"
+#include "mproc/worker/detail/zygote.hpp"
 
 #include <poll.h>
 #include <signal.h>

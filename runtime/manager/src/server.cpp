@@ -1,6 +1,6 @@
 // A Manager's server process: accepts connections, authenticates each, and serves each on its
 // own thread (so a stalled, garbage-sending or vanished client holds up nobody else).
-#include "manager/server.hpp"
+#include "server.hpp"
 
 #include <poll.h>
 #include <signal.h>
@@ -20,14 +20,14 @@
 #include <unordered_map>
 #include <vector>
 
-#include "manager/net.hpp"
-#include "manager/objects.hpp"
 #include "mproc/errors.hpp"
 #include "mproc/logging.hpp"
 #include "mproc/manager/detail/client.hpp"
 #include "mproc/process_info.hpp"
 #include "mproc/serialize/exception_wire.hpp"
 #include "mproc/serialize/frame.hpp"
+#include "net.hpp"
+#include "objects.hpp"
 
 namespace mproc::detail {
 namespace {

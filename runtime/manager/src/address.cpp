@@ -14,8 +14,8 @@
 #include <cstring>
 #include <string>
 
-#include "manager/net.hpp"
 #include "mproc/errors.hpp"
+#include "net.hpp"
 
 namespace mproc::detail {
 namespace {

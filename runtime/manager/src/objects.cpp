@@ -1,6 +1,6 @@
 // The objects a Manager's server owns: each stores values as their encoded bytes and applies
 // one request at a time under its own lock.
-#include "manager/objects.hpp"
+#include "objects.hpp"
 
 #include <poll.h>
 

@@ -6,7 +6,7 @@
 #include <string>
 #include <string_view>
 
-#include "manager/channel.hpp"
+#include "channel.hpp"
 #include "mproc/runtime/fd.hpp"
 
 namespace mproc::detail {

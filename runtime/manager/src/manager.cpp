@@ -6,10 +6,10 @@
 #include <chrono>
 #include <utility>
 
-#include "manager/net.hpp"
-#include "manager/server.hpp"
 #include "mproc/connection.hpp"
 #include "mproc/process.hpp"
+#include "net.hpp"
+#include "server.hpp"
 
 namespace mproc {
 

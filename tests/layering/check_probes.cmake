@@ -1,0 +1,20 @@
+# cmake -DBUILD_DIR=... -DPROBES="target|header;..." -P check_probes.cmake
+# Each probe must fail to compile because its header is not found, and for no other reason.
+set(failures "")
+foreach(probe ${PROBES})
+  string(REPLACE "|" ";" parts "${probe}")
+  list(GET parts 0 target)
+  list(GET parts 1 header)
+  execute_process(COMMAND ${CMAKE_COMMAND} --build ${BUILD_DIR} --target ${target}
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(rc EQUAL 0)
+    string(APPEND failures "\n  ${target}: compiled, so its module can include ${header}")
+  elseif(NOT "${out}${err}" MATCHES "${header}: No such file or directory")
+    string(APPEND failures "\n  ${target}: failed for another reason than a missing ${header}:\n${out}${err}")
+  else()
+    message(STATUS "ok: ${target} cannot include ${header}")
+  endif()
+endforeach()
+if(failures)
+  message(FATAL_ERROR "module layering broken:${failures}")
+endif()
