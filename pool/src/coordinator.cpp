@@ -20,6 +20,7 @@
 #include <unordered_map>
 
 #include "mproc/logging.hpp"
+#include "mproc/pool/detail/engine_state.hpp"
 #include "mproc/process_info.hpp"
 #include "mproc/runtime/before_fork.hpp"
 #include "mproc/runtime/fd.hpp"
@@ -182,9 +183,8 @@ class Coordinator::Impl {
   void submit(std::vector<std::unique_ptr<Task>>& tasks) {
     bool wake = false;
     {
-      std::lock_guard lock(mu_);
-      check_open();
-      outstanding_ += tasks.size();
+      std::lock_guard lock(state_.mu);
+      state_.add_tasks_locked(tasks.size());
       for (auto& t : tasks) inbox_.push_back(std::move(t));
       wake = !wake_pending_;
       wake_pending_ = true;
@@ -193,10 +193,7 @@ class Coordinator::Impl {
     if (wake) asio::post(io_, [this] { dispatch(); });
   }
 
-  void close() {
-    std::lock_guard lock(mu_);
-    closed_ = true;
-  }
+  void close() { state_.close(); }
 
   void cancel(std::vector<std::uint64_t> ids) {
     asio::post(io_, [this, ids = std::move(ids)] {
@@ -208,7 +205,7 @@ class Coordinator::Impl {
   void cancel_queued() {
     asio::post(io_, [this] {
       {
-        std::lock_guard lock(mu_);
+        std::lock_guard lock(state_.mu);
         for (auto& t : inbox_) pending_.push_back(std::move(t));
         inbox_.clear();
       }
@@ -233,14 +230,13 @@ class Coordinator::Impl {
 
   void join() {
     {
-      std::unique_lock lock(mu_);
-      if (!closed_ && !terminated_)
-        throw PoolStateError("Pool::join(): call close() or terminate() first");
-      done_cv_.wait(lock, [&] { return outstanding_ == 0 || terminated_; });
+      std::unique_lock lock(state_.mu);
+      state_.require_closed_locked("Pool");
+      state_.wait_done(lock);
     }
     runner_->drain();
     {
-      std::lock_guard lock(mu_);
+      std::lock_guard lock(state_.mu);
       if (!shutdown_requested_) {
         shutdown_requested_ = true;
         asio::post(io_, [this] { begin_shutdown(false); });
@@ -251,28 +247,18 @@ class Coordinator::Impl {
 
   void terminate() {
     {
-      std::lock_guard lock(mu_);
-      closed_ = true;
-      if (!terminated_) {
-        terminated_ = true;
-        if (!shutdown_requested_) {
-          shutdown_requested_ = true;
-          asio::post(io_, [this] { begin_shutdown(true); });
-        }
+      std::lock_guard lock(state_.mu);
+      if (state_.terminate_locked() && !shutdown_requested_) {
+        shutdown_requested_ = true;
+        asio::post(io_, [this] { begin_shutdown(true); });
       }
     }
-    done_cv_.notify_all();
+    state_.done_cv.notify_all();
     wait_io_thread();
   }
 
-  bool closed() const noexcept {
-    std::lock_guard lock(mu_);
-    return closed_;
-  }
-  bool terminated() const noexcept {
-    std::lock_guard lock(mu_);
-    return terminated_;
-  }
+  bool closed() const noexcept { return state_.closed(); }
+  bool terminated() const noexcept { return state_.terminated(); }
 
   std::vector<pid_t> worker_pids() const {
     std::lock_guard lock(pids_mu_);
@@ -282,12 +268,6 @@ class Coordinator::Impl {
 
  private:
   // ---- caller side ----------------------------------------------------------------------------
-
-  void check_open() const {
-    if (terminated_) throw PoolStateError("the pool has been terminated");
-    if (closed_) throw PoolStateError("the pool is closed: no new tasks can be submitted");
-    if (broken_flag_) std::rethrow_exception(broken_flag_);
-  }
 
   void wait_io_thread() {
     std::lock_guard lock(join_mu_);
@@ -325,7 +305,7 @@ class Coordinator::Impl {
         maybe_finish_shutdown(true);  // shutting down keeps failing: just stop
       } else if (!shutting_down_) {
         {
-          std::lock_guard lock(mu_);
+          std::lock_guard lock(state_.mu);
           shutdown_requested_ = true;
         }
         begin_shutdown(true);
@@ -335,16 +315,7 @@ class Coordinator::Impl {
     }
   }
 
-  void task_finished(std::size_t n) {
-    if (n == 0) return;
-    bool zero;
-    {
-      std::lock_guard lock(mu_);
-      outstanding_ -= n;
-      zero = outstanding_ == 0;
-    }
-    if (zero) done_cv_.notify_all();
-  }
+  void task_finished(std::size_t n) { state_.task_finished(n); }
 
   void fail_task(std::unique_ptr<Task> t, std::exception_ptr e) {
     t->on_error(std::move(e));
@@ -352,14 +323,8 @@ class Coordinator::Impl {
   }
 
   void fail_everything(std::exception_ptr e) {
+    state_.fail_queued(inbox_, pending_, e);
     std::deque<std::unique_ptr<Task>> all;
-    {
-      std::lock_guard lock(mu_);
-      for (auto& t : inbox_) all.push_back(std::move(t));
-      inbox_.clear();
-    }
-    for (auto& t : pending_) all.push_back(std::move(t));
-    pending_.clear();
     for (auto& w : workers_) {
       for (auto& t : w->inflight) all.push_back(std::move(t));
       w->inflight.clear();
@@ -469,10 +434,7 @@ class Coordinator::Impl {
     if (broken_) return;
     get_logger()->error("{}", msg);
     broken_ = std::make_exception_ptr(PoolStateError(msg));
-    {
-      std::lock_guard lock(mu_);
-      broken_flag_ = broken_;
-    }
+    state_.set_broken(broken_);
     fail_everything(broken_);
   }
 
@@ -485,7 +447,7 @@ class Coordinator::Impl {
     }
     bool waiting = !pending_.empty();
     {
-      std::lock_guard lock(mu_);
+      std::lock_guard lock(state_.mu);
       waiting = waiting || !inbox_.empty();
     }
     if (!waiting) return false;
@@ -561,10 +523,7 @@ class Coordinator::Impl {
       get_logger()->warn("the pool's zygote died; the pool is broken");
       broken_ = std::make_exception_ptr(
           WorkerLostError("the pool's zygote process died; no worker can be started", 0, -1, 0));
-      {
-        std::lock_guard lock(mu_);
-        broken_flag_ = broken_;
-      }
+      state_.set_broken(broken_, /*replace=*/true);
     }
     // Workers die with the zygote (PDEATHSIG); nobody will report their exits any more.
     for (auto& w : workers_) {
@@ -780,8 +739,7 @@ class Coordinator::Impl {
     get_logger()->error("the pool's initializer failed; the pool is broken");
     if (!broken_) {
       broken_ = e;
-      std::lock_guard lock(mu_);
-      broken_flag_ = e;
+      state_.set_broken(e);
     }
     fail_everything(e);
   }
@@ -965,7 +923,7 @@ class Coordinator::Impl {
 
   void dispatch() {
     {
-      std::lock_guard lock(mu_);
+      std::lock_guard lock(state_.mu);
       wake_pending_ = false;
       for (auto& t : inbox_) pending_.push_back(std::move(t));
       inbox_.clear();
@@ -1156,16 +1114,11 @@ class Coordinator::Impl {
   std::unique_ptr<asio::posix::stream_descriptor> control_;
   std::atomic<std::uint64_t> next_id_{1};
 
-  // Shared with callers, under mu_.
-  mutable std::mutex mu_;
-  std::condition_variable done_cv_;
+  // Shared with callers, under state_.mu.
+  EngineState state_;
   std::vector<std::unique_ptr<Task>> inbox_;
-  std::size_t outstanding_ = 0;
   bool wake_pending_ = false;
-  bool closed_ = false;
-  bool terminated_ = false;
   bool shutdown_requested_ = false;
-  std::exception_ptr broken_flag_;
 
   mutable std::mutex pids_mu_;
   std::vector<pid_t> live_pids_;
