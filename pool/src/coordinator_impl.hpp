@@ -29,8 +29,6 @@
 
 namespace mproc::detail {
 
-using Clock = std::chrono::steady_clock;
-
 inline constexpr auto kTerminateGrace = std::chrono::milliseconds(200);
 inline constexpr auto kExitReportWait = std::chrono::seconds(2);
 inline constexpr auto kShutdownDeadline = std::chrono::seconds(5);
@@ -67,6 +65,8 @@ using WorkerPtr = std::shared_ptr<Worker>;
 
 class Coordinator::Impl {
  public:
+  using Clock = std::chrono::steady_clock;
+
   explicit Impl(const PoolOptions& o);
   ~Impl();
 
