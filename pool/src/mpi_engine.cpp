@@ -23,6 +23,7 @@
 #include "mproc/errors.hpp"
 #include "mproc/logging.hpp"
 #include "mproc/mpi.hpp"
+#include "mproc/pool/detail/engine_state.hpp"
 #include "mproc/process_info.hpp"
 #include "mproc/serialize/exception_wire.hpp"
 #include "mproc/serialize/frame.hpp"
@@ -124,11 +125,8 @@ class MpiEngine final : public PoolEngine {
 
   void submit(std::vector<std::unique_ptr<Task>>& tasks) override {
     {
-      std::lock_guard lock(mu_);
-      if (terminated_) throw PoolStateError("the pool has been terminated");
-      if (closed_) throw PoolStateError("the pool is closed: no new tasks can be submitted");
-      if (broken_) std::rethrow_exception(broken_);
-      outstanding_ += tasks.size();
+      std::lock_guard lock(state_.mu);
+      state_.add_tasks_locked(tasks.size());
       for (auto& t : tasks) inbox_.push_back(std::move(t));
     }
     tasks.clear();
@@ -137,7 +135,7 @@ class MpiEngine final : public PoolEngine {
 
   void cancel(std::vector<std::uint64_t> ids) override {
     {
-      std::lock_guard lock(mu_);
+      std::lock_guard lock(state_.mu);
       cancels_.insert(cancels_.end(), ids.begin(), ids.end());
     }
     cv_.notify_one();
@@ -146,53 +144,38 @@ class MpiEngine final : public PoolEngine {
   // shutdown(cancel_futures=true): the I/O loop fails what no rank has been sent yet.
   void cancel_queued() override {
     {
-      std::lock_guard lock(mu_);
+      std::lock_guard lock(state_.mu);
       cancel_queued_ = true;
     }
     cv_.notify_one();
   }
 
-  void close() override {
-    std::lock_guard lock(mu_);
-    closed_ = true;
-  }
+  void close() override { state_.close(); }
 
   void join() override {
     {
-      std::unique_lock lock(mu_);
-      if (!closed_ && !terminated_)
-        throw PoolStateError("Pool::join(): call close() or terminate() first");
-      done_cv_.wait(lock, [&] { return outstanding_ == 0 || terminated_; });
+      std::unique_lock lock(state_.mu);
+      state_.require_closed_locked("Pool");
+      state_.wait_done(lock);
     }
     runner_->drain();
     stop();
   }
 
   void terminate() override {
-    {
-      std::lock_guard lock(mu_);
-      closed_ = true;
-      terminated_ = true;
-    }
-    done_cv_.notify_all();
+    state_.terminate();
     stop();
   }
 
-  bool closed() const noexcept override {
-    std::lock_guard lock(mu_);
-    return closed_;
-  }
-  bool terminated() const noexcept override {
-    std::lock_guard lock(mu_);
-    return terminated_;
-  }
+  bool closed() const noexcept override { return state_.closed(); }
+  bool terminated() const noexcept override { return state_.terminated(); }
   std::vector<pid_t> worker_pids() const override { return {}; }
   pid_t zygote_pid() const noexcept override { return 0; }
 
  private:
   void stop() {
     {
-      std::lock_guard lock(mu_);
+      std::lock_guard lock(state_.mu);
       stop_ = true;
     }
     cv_.notify_one();
@@ -210,7 +193,7 @@ class MpiEngine final : public PoolEngine {
       bool stopping = false;
       bool drop_queued = false;
       {
-        std::unique_lock lock(mu_);
+        std::unique_lock lock(state_.mu);
         auto woken = [&] {
           return !inbox_.empty() || !cancels_.empty() || cancel_queued_ || stop_;
         };
@@ -433,24 +416,12 @@ class MpiEngine final : public PoolEngine {
 
   void initializer_failed(std::exception_ptr e) {
     get_logger()->error("the MPI pool's initializer failed; the pool is broken");
-    {
-      std::lock_guard lock(mu_);
-      if (!broken_) broken_ = e;
-    }
+    state_.set_broken(e);
     fail_everything(e);
   }
 
   void fail_everything(const std::exception_ptr& e) {
-    std::deque<std::unique_ptr<Task>> all;
-    {
-      std::lock_guard lock(mu_);
-      for (auto& t : inbox_) all.push_back(std::move(t));
-      inbox_.clear();
-    }
-    for (auto& t : pending_) all.push_back(std::move(t));
-    pending_.clear();
-    for (auto& t : all) t->on_error(e);
-    task_finished(all.size());
+    state_.fail_queued(inbox_, pending_, e);
     for (auto& slot : slots_)
       for (auto& entry : slot.inflight)
         if (entry.task) abandon(slot, entry, e);
@@ -470,16 +441,7 @@ class MpiEngine final : public PoolEngine {
     s_.pool_alive = false;
   }
 
-  void task_finished(std::size_t n) {
-    if (n == 0) return;
-    bool zero;
-    {
-      std::lock_guard lock(mu_);
-      outstanding_ -= n;
-      zero = outstanding_ == 0;
-    }
-    if (zero) done_cv_.notify_all();
-  }
+  void task_finished(std::size_t n) { state_.task_finished(n); }
 
   PoolOptions opts_;
   mpi_rank::Rank0State& s_;
@@ -487,18 +449,13 @@ class MpiEngine final : public PoolEngine {
   std::shared_ptr<CallbackRunner> runner_;
   std::atomic<std::uint64_t> next_id_{1};
 
-  // Shared with callers, under mu_.
-  mutable std::mutex mu_;
+  // Shared with callers, under state_.mu.
+  EngineState state_;
   std::condition_variable cv_;
-  std::condition_variable done_cv_;
   std::vector<std::unique_ptr<Task>> inbox_;
   std::vector<std::uint64_t> cancels_;
-  bool cancel_queued_ = false;  // guarded by mu_
-  std::size_t outstanding_ = 0;
-  bool closed_ = false;
-  bool terminated_ = false;
+  bool cancel_queued_ = false;
   bool stop_ = false;
-  std::exception_ptr broken_;
 
   // I/O thread only.
   std::deque<std::unique_ptr<Task>> pending_;

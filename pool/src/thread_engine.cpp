@@ -23,9 +23,8 @@ ThreadEngine::~ThreadEngine() {
 void ThreadEngine::submit(std::vector<std::unique_ptr<ChunkJob>>& jobs) {
   if (!owner_.here()) throw PoolStateError(not_owner_message("thread pool", owner_.pid()));
   {
-    std::lock_guard lock(mu_);
-    if (terminated_) throw PoolStateError("the pool has been terminated");
-    if (closed_) throw PoolStateError("the pool is closed: no new tasks can be submitted");
+    std::lock_guard lock(state_.mu);
+    state_.check_open_locked();
     for (auto& j : jobs) queue_.emplace_back(static_cast<ThreadJob*>(j.release()));
   }
   jobs.clear();
@@ -35,9 +34,8 @@ void ThreadEngine::submit(std::vector<std::unique_ptr<ChunkJob>>& jobs) {
 void ThreadEngine::submit(std::unique_ptr<ThreadJob> job) {
   if (!owner_.here()) throw PoolStateError(not_owner_message("thread pool", owner_.pid()));
   {
-    std::lock_guard lock(mu_);
-    if (terminated_) throw PoolStateError("the pool has been terminated");
-    if (closed_) throw PoolStateError("the pool is closed: no new tasks can be submitted");
+    std::lock_guard lock(state_.mu);
+    state_.check_open_locked();
     queue_.push_back(std::move(job));
   }
   work_cv_.notify_one();
@@ -47,40 +45,35 @@ void ThreadEngine::cancel_queued() {
   if (!owner_.here()) throw PoolStateError(not_owner_message("thread pool", owner_.pid()));
   std::deque<std::unique_ptr<ThreadJob>> dropped;
   {
-    std::lock_guard lock(mu_);
+    std::lock_guard lock(state_.mu);
     dropped.swap(queue_);
   }
   const auto why = std::make_exception_ptr(CancelledError("the task was cancelled by shutdown()"));
   for (auto& j : dropped) j->cancel(why);
   dropped.clear();
-  std::lock_guard lock(mu_);
-  if (running_ == 0) done_cv_.notify_all();
+  std::lock_guard lock(state_.mu);
+  if (running_ == 0) state_.done_cv.notify_all();
 }
 
 void ThreadEngine::close() {
   if (!owner_.here()) throw PoolStateError(not_owner_message("thread pool", owner_.pid()));
-  std::lock_guard lock(mu_);
-  closed_ = true;
+  state_.close();
 }
 
 bool ThreadEngine::closed() const {
-  std::lock_guard lock(mu_);
-  return closed_;
+  return state_.closed();
 }
 
 bool ThreadEngine::terminated() const {
-  std::lock_guard lock(mu_);
-  return terminated_;
+  return state_.terminated();
 }
 
 void ThreadEngine::join() {
   if (!owner_.here()) throw PoolStateError(not_owner_message("thread pool", owner_.pid()));
   {
-    std::unique_lock lock(mu_);
-    if (!closed_ && !terminated_) {
-      throw PoolStateError("ThreadPool::join(): call close() or terminate() first");
-    }
-    done_cv_.wait(lock, [&] { return queue_.empty() && running_ == 0; });
+    std::unique_lock lock(state_.mu);
+    state_.require_closed_locked("ThreadPool");
+    state_.done_cv.wait(lock, [&] { return queue_.empty() && running_ == 0; });
     stop_ = true;
   }
   work_cv_.notify_all();
@@ -97,19 +90,19 @@ void ThreadEngine::terminate() {
   if (!owner_.here()) throw PoolStateError(not_owner_message("thread pool", owner_.pid()));
   std::deque<std::unique_ptr<ThreadJob>> dropped;
   {
-    std::lock_guard lock(mu_);
-    closed_ = terminated_ = true;
+    std::lock_guard lock(state_.mu);
+    state_.terminate_locked();
     dropped.swap(queue_);
   }
   const auto why =
       std::make_exception_ptr(PoolStateError("the pool was terminated before this task ran"));
   for (auto& j : dropped) j->cancel(why);
-  done_cv_.notify_all();
+  state_.done_cv.notify_all();
   join();
 }
 
 void ThreadEngine::loop() {
-  std::unique_lock lock(mu_);
+  std::unique_lock lock(state_.mu);
   for (;;) {
     work_cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
     if (queue_.empty()) return;
@@ -121,7 +114,7 @@ void ThreadEngine::loop() {
     job.reset();
     lock.lock();
     --running_;
-    if (running_ == 0 && queue_.empty()) done_cv_.notify_all();
+    if (running_ == 0 && queue_.empty()) state_.done_cv.notify_all();
   }
 }
 

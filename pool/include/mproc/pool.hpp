@@ -56,6 +56,7 @@
 #include "mproc/errors.hpp"
 #include "mproc/pool/async_result.hpp"
 #include "mproc/pool/detail/coordinator.hpp"
+#include "mproc/pool/detail/engine_state.hpp"
 #include "mproc/pool/detail/pool_api.hpp"
 #include "mproc/pool/detail/tasks.hpp"
 #include "mproc/pool/futures.hpp"
@@ -209,8 +210,7 @@ class Pool : public detail::PoolApi<Pool> {
       auto result = detail::make_state<Out>();
       this->attach(result, cbs);
       if (n == 0) {
-        if (coord_->closed())
-          throw PoolStateError("the pool is closed: no new tasks can be submitted");
+        if (coord_->closed()) detail::throw_pool_closed();
         if constexpr (std::is_void_v<R>) {
           result->set_value();
         } else {
@@ -255,7 +255,7 @@ class Pool : public detail::PoolApi<Pool> {
     using R = detail::call_result_t<Fn, Item, detail::CallShape::kMap>;
     static_assert(!std::is_void_v<R>, "mproc: imap needs a function that returns a value; use map");
     if (chunksize == 0) chunksize = 1;
-    if (eng().closed()) throw PoolStateError("the pool is closed: no new tasks can be submitted");
+    if (eng().closed()) detail::throw_pool_closed();
     auto state = std::make_shared<detail::ImapState<R>>();
     // The source lives inside the generator: an owning view for rvalues, a reference otherwise.
     auto src =

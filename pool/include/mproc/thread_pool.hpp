@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "mproc/pool/async_result.hpp"
+#include "mproc/pool/detail/engine_state.hpp"
 #include "mproc/pool/detail/pool_api.hpp"
 #include "mproc/pool/detail/tasks.hpp"
 #include "mproc/pool/detail/thread_engine.hpp"
@@ -249,8 +250,7 @@ class ThreadPool : public detail::PoolApi<ThreadPool> {
     auto result = detail::make_state<Out>();
     this->attach(result, cbs);
     if (n == 0) {
-      if (engine_->closed())
-        throw PoolStateError("the pool is closed: no new tasks can be submitted");
+      if (engine_->closed()) detail::throw_pool_closed();
       if constexpr (std::is_void_v<R>) {
         result->set_value();
       } else {
@@ -280,7 +280,7 @@ class ThreadPool : public detail::PoolApi<ThreadPool> {
     using R = std::decay_t<std::invoke_result_t<Fn&, Item&>>;
     static_assert(!std::is_void_v<R>, "mproc: imap needs a function that returns a value; use map");
     if (chunksize == 0) chunksize = 1;
-    if (eng().closed()) throw PoolStateError("the pool is closed: no new tasks can be submitted");
+    if (eng().closed()) detail::throw_pool_closed();
     auto state = std::make_shared<detail::ImapState<R>>();
     auto src =
         std::make_shared<std::views::all_t<Range>>(std::views::all(std::forward<Range>(inputs)));

@@ -14,6 +14,7 @@
 
 #include "mproc/pool/detail/callback_runner.hpp"
 #include "mproc/pool/detail/coordinator.hpp"
+#include "mproc/pool/detail/engine_state.hpp"
 #include "mproc/runtime/owner.hpp"
 
 namespace mproc::detail {
@@ -50,13 +51,10 @@ class ThreadEngine {
  private:
   void loop();
 
-  mutable std::mutex mu_;
+  EngineState state_;  // its mutex also guards the fields below
   std::condition_variable work_cv_;
-  std::condition_variable done_cv_;
   std::deque<std::unique_ptr<ThreadJob>> queue_;
   std::size_t running_ = 0;
-  bool closed_ = false;
-  bool terminated_ = false;
   bool stop_ = false;
   std::mutex join_mu_;
   std::vector<std::thread> threads_;

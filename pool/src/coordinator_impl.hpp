@@ -1,0 +1,181 @@
+// coordinator_impl.hpp — the process pool's engine inside (see coordinator.hpp). Its members
+// are defined in three files by job: coordinator.cpp (construction, the callers' side, the I/O
+// thread, shutdown), coordinator_workers.cpp (starting workers, the zygote's reports, a
+// worker's death) and coordinator_tasks.cpp (dispatch, replies, time limits, cancellation).
+//
+// Thread safety: the callers' side locks state_.mu; everything else runs on the I/O thread.
+#pragma once
+
+#include <asio.hpp>
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "mproc/pool/detail/coordinator.hpp"
+#include "mproc/pool/detail/engine_state.hpp"
+#include "mproc/runtime/fd.hpp"
+#include "mproc/worker/detail/zygote.hpp"
+#include "mproc/start_method.hpp"
+#include "progress_slots.hpp"
+#include "spawn_backoff.hpp"
+#include "worker_life.hpp"
+#include "worker_link.hpp"
+
+namespace mproc::detail {
+
+inline constexpr auto kTerminateGrace = std::chrono::milliseconds(200);
+inline constexpr auto kExitReportWait = std::chrono::seconds(2);
+inline constexpr auto kShutdownDeadline = std::chrono::seconds(5);
+
+struct Worker {
+  Worker(asio::io_context& io, int fd, std::uint64_t serial) : link(io, fd), serial(serial) {}
+
+  WorkerLink link;
+  WorkerLife life;
+  std::uint64_t serial;
+  std::string name;
+  pid_t pid = 0;
+  UniqueFd pidfd;
+  int pending_signal = 0;  // asked for before the zygote reported the worker's pidfd
+  int status = 0;          // its wait status, once reaped
+  unsigned slot = ProgressSlots::kNoSlot;  // its WorkerProgress slot
+  // What it said.
+  bool init_acked = true;
+  bool announced_retire = false;  // sent kRetiring: nothing behind its last result started
+  std::exception_ptr fault;       // set when the worker broke the protocol
+  std::uint64_t received = 0;     // task results read from it
+  // What dispatch knows of it.
+  std::size_t assigned = 0;
+  double average_ns = 0;
+  // Time limits and stops.
+  std::uint64_t timed_head = 0;      // the head task the time-limit timer is armed for
+  std::uint64_t timed_out = 0;       // the task that ran out of time (worker being stopped)
+  std::uint64_t cancelled_head = 0;  // the running task cancelled by the user
+  std::unique_ptr<asio::steady_timer> head_timer;
+  std::unique_ptr<asio::steady_timer> kill_timer;
+  std::unique_ptr<asio::steady_timer> exit_timer;
+};
+using WorkerPtr = std::shared_ptr<Worker>;
+
+class Coordinator::Impl {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  explicit Impl(const PoolOptions& o);
+  ~Impl();
+
+  std::size_t processes() const noexcept { return nproc_; }
+  std::size_t max_frame_bytes() const noexcept { return opts_.max_frame_bytes; }
+  std::uint64_t next_task_id() noexcept { return next_id_.fetch_add(1, std::memory_order_relaxed); }
+  const std::shared_ptr<CallbackRunner>& runner() const noexcept { return runner_; }
+
+  void submit(std::vector<std::unique_ptr<Task>>& tasks);
+  void close() { state_.close(); }
+  void cancel(std::vector<std::uint64_t> ids);
+  void cancel_queued();
+  void join();
+  void terminate();
+  bool closed() const noexcept { return state_.closed(); }
+  bool terminated() const noexcept { return state_.terminated(); }
+  std::vector<pid_t> worker_pids() const {
+    std::lock_guard lock(pids_mu_);
+    return live_pids_;
+  }
+  pid_t zygote_pid() const noexcept { return zygote_pid_.load(); }
+
+ private:
+  // ---- coordinator.cpp: the I/O thread and shutdown
+  void start_io();
+  void wait_io_thread();
+  void run_io();
+  void io_fault(const char* what, int faults) noexcept;
+  void task_finished(std::size_t n) { state_.task_finished(n); }
+  void fail_task(std::unique_ptr<Task> t, std::exception_ptr e) {
+    t->on_error(std::move(e));
+    task_finished(1);
+  }
+  void fail_everything(std::exception_ptr e);
+  void begin_shutdown(bool terminate);
+  void maybe_finish_shutdown(bool force);
+
+  // ---- coordinator_workers.cpp: starting workers, the zygote's reports, deaths
+  void publish_pids();
+  void try_spawn_worker();
+  bool spawn_worker() noexcept;
+  void replenish();
+  void spawn_failed(std::string why) noexcept;
+  void break_pool(const std::string& msg);
+  bool give_up_spawning(Clock::time_point now);
+  void watch_zygote();
+  WorkerPtr find_worker(std::uint64_t serial, pid_t pid);
+  void on_zygote_report(Zygote::Report r);
+  void on_zygote_lost();
+  void kill_worker(const WorkerPtr& w, int sig);
+  void stop_worker(const WorkerPtr& w);
+  void await_exit(const WorkerPtr& w);
+  void finalize(const WorkerPtr& w);
+  void settle_held_tasks(Worker& w);
+  std::size_t active_workers() const;
+
+  // ---- coordinator_tasks.cpp: dispatch, replies, time limits, cancellation
+  void dispatch();
+  void flush(const WorkerPtr& w);
+  void start_read(const WorkerPtr& w);
+  void on_readable(const WorkerPtr& w);
+  std::size_t parse_frames(const WorkerPtr& w);
+  void protocol_fault(const WorkerPtr& w, std::exception_ptr e);
+  void initializer_failed(std::exception_ptr e);
+  std::chrono::nanoseconds timeout_of(const Task& t) const {
+    return t.timeout.count() > 0 ? t.timeout : opts_.task_timeout;
+  }
+  void arm_head_timer(const WorkerPtr& w);
+  void cancel_one(std::uint64_t id);
+
+  PoolOptions opts_;
+  std::size_t nproc_;
+  double pool_average_ns_ = 0;  // task duration over all workers: a new worker's first guess
+  StartMethod method_;
+  std::string name_prefix_;
+  std::shared_ptr<CallbackRunner> runner_;
+  asio::io_context io_;
+  std::thread io_thread_;
+  std::mutex join_mu_;
+  Zygote zygote_;
+  std::atomic<pid_t> zygote_pid_{0};
+  std::unique_ptr<asio::posix::stream_descriptor> control_;
+  std::atomic<std::uint64_t> next_id_{1};
+
+  // Shared with callers, under state_.mu.
+  EngineState state_;
+  std::vector<std::unique_ptr<Task>> inbox_;
+  bool wake_pending_ = false;
+  bool shutdown_requested_ = false;
+
+  mutable std::mutex pids_mu_;
+  std::vector<pid_t> live_pids_;
+
+  // I/O thread only.
+  std::deque<std::unique_ptr<Task>> pending_;
+  std::vector<WorkerPtr> workers_;
+  std::uint64_t spawned_ = 0;
+  std::optional<ProgressSlots> progress_;
+  unsigned init_deaths_ = 0;
+  std::exception_ptr broken_;
+  bool shutting_down_ = false;
+  bool zygote_lost_ = false;
+  bool finished_ = false;
+  std::unique_ptr<asio::steady_timer> kill_timer_;
+  std::unique_ptr<asio::steady_timer> shutdown_deadline_;
+  // Starting workers that failed, retried with a backoff.
+  SpawnBackoff spawn_backoff_;
+  std::unique_ptr<asio::steady_timer> respawn_timer_;
+  bool respawn_timer_armed_ = false;
+};
+
+}  // namespace mproc::detail

@@ -1,0 +1,269 @@
+// Coordinator::Impl, its tasks: dispatch to the workers' pipes (dispatch_policy.hpp), writing
+// and reading (worker_link.hpp), replies, time limits and cancellation. This is the per-task
+// path: no allocation or virtual call per task beyond the Task's own callbacks.
+#include <signal.h>
+
+#include "coordinator_impl.hpp"
+#include "mproc/logging.hpp"
+#include "mproc/pool/detail/dispatch_policy.hpp"
+#include "mproc/serialize/exception_wire.hpp"
+
+namespace mproc::detail {
+
+void Coordinator::Impl::cancel_queued() {
+  asio::post(io_, [this] {
+    {
+      std::lock_guard lock(state_.mu);
+      for (auto& t : inbox_) pending_.push_back(std::move(t));
+      inbox_.clear();
+    }
+    const auto cancelled =
+        std::make_exception_ptr(CancelledError("the task was cancelled by shutdown()"));
+    std::deque<std::unique_ptr<Task>> queued;
+    queued.swap(pending_);
+    for (auto& t : queued) fail_task(std::move(t), cancelled);
+    // Handed to a worker but not started: all but a sent head (cancel_one kills a running one).
+    std::vector<std::uint64_t> ids;
+    for (auto& w : workers_) {
+      const auto& held = w->link.held();
+      for (std::size_t i = 0; i < held.size(); ++i) {
+        if (i == 0 && !w->link.unsent(0)) continue;
+        ids.push_back(held[i]->id);
+      }
+    }
+    for (std::uint64_t id : ids) cancel_one(id);
+    dispatch();
+  });
+}
+
+// ---- dispatch -------------------------------------------------------------------------------
+
+void Coordinator::Impl::dispatch() {
+  {
+    std::lock_guard lock(state_.mu);
+    wake_pending_ = false;
+    for (auto& t : inbox_) pending_.push_back(std::move(t));
+    inbox_.clear();
+  }
+  if (broken_) {
+    fail_everything(broken_);
+    return;
+  }
+  if (pending_.empty() || shutting_down_) return;
+  const std::size_t maxtasks = opts_.maxtasksperchild;
+  auto capacity_of = [&](const Worker& w) {
+    const bool accepts = w.life.takes_tasks() && !w.fault && !w.timed_out && !w.cancelled_head;
+    return capacity({accepts, w.average_ns, w.link.held_count(), w.assigned}, pool_average_ns_,
+                    maxtasks);
+  };
+  std::vector<WorkerPtr> touched;
+  std::size_t successors = 0;  // started after the loop: spawning grows workers_
+  for (bool progress = true; progress && !pending_.empty();) {
+    progress = false;
+    std::size_t with_room = 0;
+    for (auto& w : workers_) with_room += capacity_of(*w) > 0 ? 1 : 0;
+    if (with_room == 0) break;
+    const std::size_t share = fair_share(pending_.size(), with_room);
+    for (auto& w : workers_) {
+      const std::size_t take = tasks_to_take(capacity_of(*w), share, pending_.size());
+      if (take == 0) continue;
+      for (std::size_t i = 0; i < take; ++i) {
+        w->link.hold(std::move(pending_.front()));
+        pending_.pop_front();
+      }
+      w->assigned += take;
+      progress = true;
+      touched.push_back(w);
+      if (quota_spent(w->assigned, maxtasks) && w->life.retire()) {
+        // Its successor starts now, while it finishes its quota (see may_start_successor);
+        // otherwise finalize() replaces it when it exits.
+        if (!zygote_lost_ && may_start_successor(workers_.size(), successors, nproc_)) {
+          ++successors;
+        }
+      }
+      if (pending_.empty()) break;
+    }
+  }
+  for (auto& w : touched) {
+    flush(w);
+    arm_head_timer(w);
+  }
+  if (successors == 0) return;
+  for (std::size_t i = 0; i < successors && !respawn_timer_armed_; ++i) {
+    if (!spawn_worker()) break;  // the retry timer replaces it when it has exited
+  }
+  if (!pending_.empty()) dispatch();  // the successors have room
+}
+
+// ---- writing and reading --------------------------------------------------------------------
+
+void Coordinator::Impl::flush(const WorkerPtr& w) {
+  if (w->link.writing || w->life.socket_ended()) return;
+  if (w->link.write_some() != WorkerLink::Write::kBlocked) return;
+  w->link.writing = true;
+  w->link.socket().async_wait(asio::posix::stream_descriptor::wait_write,
+                              [this, w](std::error_code ec) {
+                                w->link.writing = false;
+                                if (!ec && !w->life.gone()) flush(w);
+                              });
+}
+
+void Coordinator::Impl::start_read(const WorkerPtr& w) {
+  if (w->link.reading || w->life.socket_ended()) return;
+  w->link.reading = true;
+  w->link.socket().async_wait(asio::posix::stream_descriptor::wait_read,
+                              [this, w](std::error_code ec) {
+                                w->link.reading = false;
+                                if (ec || w->life.gone()) return;
+                                on_readable(w);
+                                arm_head_timer(w);
+                                if (w->life.dead()) {
+                                  finalize(w);
+                                } else if (w->life.socket_ended()) {
+                                  await_exit(w);
+                                } else {
+                                  start_read(w);
+                                }
+                                dispatch();
+                              });
+}
+
+void Coordinator::Impl::on_readable(const WorkerPtr& w) {
+  std::size_t completed = 0;
+  for (int rounds = 0; rounds < 64 && !w->life.socket_ended(); ++rounds) {
+    const WorkerLink::Fill got = w->link.fill();
+    if (got == WorkerLink::Fill::kEnded) {
+      w->life.hang_up();
+      break;
+    }
+    if (got == WorkerLink::Fill::kWouldBlock) break;
+    completed += parse_frames(w);
+    if (w->fault) break;
+  }
+  task_finished(completed);
+}
+
+// Handles every complete frame in the buffer; returns how many tasks completed.
+std::size_t Coordinator::Impl::parse_frames(const WorkerPtr& w) {
+  std::size_t completed = 0;
+  while (!w->fault) {
+    std::optional<WorkerLink::Frame> f;
+    try {
+      f = w->link.next_frame(opts_.max_frame_bytes);
+    } catch (const SerializationError&) {
+      protocol_fault(w, std::current_exception());
+      break;
+    }
+    if (!f) break;
+    const FrameHeader& h = f->header;
+    if (h.kind == FrameKind::kRetiring) {
+      get_logger()->debug("{} (pid {}) is over its memory cap; replacing it", w->name, w->pid);
+      w->announced_retire = true;
+      if (w->life.retire() && !shutting_down_ && !zygote_lost_ && !respawn_timer_armed_) {
+        spawn_worker();
+      }
+      continue;
+    }
+    if (!w->init_acked && h.task_id == 0) {
+      w->init_acked = true;
+      if (h.kind == FrameKind::kResultErr) initializer_failed(decode_exception(f->payload));
+      continue;
+    }
+    const auto& held = w->link.held();
+    if (!w->link.head_sent() || held.empty() || held.front()->id != h.task_id) {
+      protocol_fault(w, std::make_exception_ptr(SerializationError(
+                            "corrupt frame from worker: result for a task it was not given")));
+      break;
+    }
+    std::unique_ptr<Task> t = w->link.take_answered();
+    ++w->received;
+    const double ns = static_cast<double>(h.aux);
+    w->average_ns = worker_average_ns(w->average_ns, ns);
+    pool_average_ns_ = pool_average_ns(pool_average_ns_, ns);
+    if (h.kind == FrameKind::kResultOk) {
+      t->on_ok(f->payload);
+    } else {
+      t->on_error(decode_exception(f->payload));
+    }
+    ++completed;
+  }
+  w->link.rewind_if_empty();
+  return completed;
+}
+
+void Coordinator::Impl::protocol_fault(const WorkerPtr& w, std::exception_ptr e) {
+  get_logger()->warn("{} (pid {}) sent a corrupt frame; killing it", w->name, w->pid);
+  w->fault = std::move(e);
+  kill_worker(w, SIGKILL);
+  w->life.hang_up();
+}
+
+void Coordinator::Impl::initializer_failed(std::exception_ptr e) {
+  get_logger()->error("the pool's initializer failed; the pool is broken");
+  if (!broken_) {
+    broken_ = e;
+    state_.set_broken(e);
+  }
+  fail_everything(e);
+}
+
+// ---- time limits and cancellation -----------------------------------------------------------
+
+// Times the task at the head of the worker's queue: it is running once its frame is written
+// (the worker starts it as soon as it has answered the one before).
+void Coordinator::Impl::arm_head_timer(const WorkerPtr& w) {
+  auto& held = w->link.held();
+  if (w->life.gone() || w->timed_out || held.empty() || !w->link.head_sent()) return;
+  held.front()->on_start();  // AsyncResult::running()
+  const Task& head = *held.front();
+  if (head.id == w->timed_head) return;
+  w->timed_head = head.id;
+  const auto limit = timeout_of(head);
+  if (limit.count() <= 0) {
+    if (w->head_timer) w->head_timer->cancel();
+    return;
+  }
+  if (!w->head_timer) w->head_timer = std::make_unique<asio::steady_timer>(io_);
+  w->head_timer->expires_after(limit);
+  const std::uint64_t id = head.id;
+  w->head_timer->async_wait([this, w, id](std::error_code ec) {
+    if (ec || w->life.gone()) return;
+    const auto& held = w->link.held();
+    if (held.empty() || held.front()->id != id) return;
+    w->timed_out = id;
+    stop_worker(w);
+  });
+}
+
+void Coordinator::Impl::cancel_one(std::uint64_t id) {
+  const auto cancelled = std::make_exception_ptr(CancelledError("the task was cancelled"));
+  for (auto it = pending_.begin(); it != pending_.end(); ++it) {
+    if ((*it)->id == id) {
+      auto t = std::move(*it);
+      pending_.erase(it);
+      fail_task(std::move(t), cancelled);
+      return;
+    }
+  }
+  for (auto& w : workers_) {
+    const auto& held = w->link.held();
+    for (std::size_t i = 0; i < held.size(); ++i) {
+      if (held[i]->id != id) continue;
+      if (w->link.unsent(i)) {
+        auto t = w->link.withdraw(i);
+        --w->assigned;
+        fail_task(std::move(t), cancelled);
+      } else if (i == 0) {
+        w->cancelled_head = id;  // running: stop it; the pool replaces the worker
+        kill_worker(w, SIGKILL);
+      } else {
+        // Waiting in the worker's pipe: ask it to skip the task.
+        w->link.queue_cancel(id);
+        flush(w);
+      }
+      return;
+    }
+  }
+}
+
+}  // namespace mproc::detail

@@ -1,0 +1,63 @@
+// progress_slots.hpp — the workers' progress counters (WorkerProgress), one slot per live
+// worker, in a memfd: forked workers inherit the mapping, the fork server's zygote and spawned
+// workers map the descriptor. After a worker dies, its slot says which of its tasks ran.
+//
+// Thread safety: the coordinator's I/O thread only.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "mproc/runtime/fd.hpp"
+#include "mproc/worker/worker_loop.hpp"
+
+namespace mproc::detail {
+
+class ProgressSlots {
+ public:
+  static constexpr unsigned kNoSlot = ~0u;
+
+  // Maps `count` slots. Throws std::system_error.
+  explicit ProgressSlots(unsigned count);
+  ProgressSlots(const ProgressSlots&) = delete;
+  ProgressSlots& operator=(const ProgressSlots&) = delete;
+  ~ProgressSlots();
+
+  unsigned count() const noexcept { return count_; }
+  WorkerProgress* data() const noexcept { return slots_; }
+  // The memfd, for the zygote to inherit or map; close_fd() once the zygote has it.
+  int fd() const noexcept { return fd_.get(); }
+  void close_fd() noexcept { fd_.reset(); }
+
+  // A free slot with its counters at zero, or kNoSlot when all are taken (the worker then runs
+  // without bookkeeping).
+  unsigned acquire() noexcept {
+    if (free_.empty()) return kNoSlot;
+    const unsigned s = free_.back();
+    free_.pop_back();
+    slots_[s].started.store(0);
+    slots_[s].finished.store(0);
+    return s;
+  }
+  // Gives back a slot (kNoSlot: nothing). Its counters must have been read.
+  void release(unsigned slot) {
+    if (slot != kNoSlot) free_.push_back(slot);
+  }
+
+  struct Counts {
+    std::uint64_t started = 0;
+    std::uint64_t finished = 0;
+  };
+  Counts counts(unsigned slot) const noexcept {
+    const WorkerProgress& p = slots_[slot];
+    return {p.started.load(std::memory_order_acquire), p.finished.load(std::memory_order_acquire)};
+  }
+
+ private:
+  unsigned count_;
+  UniqueFd fd_;
+  WorkerProgress* slots_ = nullptr;
+  std::vector<unsigned> free_;
+};
+
+}  // namespace mproc::detail
