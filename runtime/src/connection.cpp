@@ -21,18 +21,8 @@ struct Header {
 };
 
 // Reads exactly `size` bytes; false on EOF before the first byte; EOFError on EOF after it.
-bool read_exact(int fd, char* p, std::size_t size) {
-  std::size_t got = 0;
-  while (got < size) {
-    const ssize_t n = ::recv(fd, p + got, size - got, 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == ECONNRESET) break;
-      throw std::system_error(errno, std::generic_category(), "recv");
-    }
-    if (n == 0) break;
-    got += static_cast<std::size_t>(n);
-  }
+bool read_part(int fd, char* p, std::size_t size) {
+  const std::size_t got = read_exact(fd, p, size);
   if (got == size) return true;
   if (got == 0) return false;
   throw EOFError("connection closed in the middle of a message");
@@ -69,7 +59,7 @@ void ConnectionCore::recv_bytes(Bytes& out, std::size_t maxlength) {
   check(readable_, "connection is write-only (the sending end of a simplex Pipe)");
   std::lock_guard lock(recv_mu_);
   Header h{};
-  if (!read_exact(fd_.get(), reinterpret_cast<char*>(&h), sizeof h)) {
+  if (!read_part(fd_.get(), reinterpret_cast<char*>(&h), sizeof h)) {
     throw EOFError("the far end of the connection is closed and nothing is left to read");
   }
   const std::size_t cap = maxlength == 0 ? kCap : std::min(maxlength, kCap);
@@ -88,7 +78,7 @@ void ConnectionCore::recv_bytes(Bytes& out, std::size_t maxlength) {
   while (got < h.length) {
     const std::size_t want = std::min<std::size_t>(h.length, std::max(2 * got, kStep));
     out.resize(want);
-    if (!read_exact(fd_.get(), out.data() + got, want - got)) {
+    if (!read_part(fd_.get(), out.data() + got, want - got)) {
       throw EOFError("connection closed in the middle of a message");
     }
     got = want;

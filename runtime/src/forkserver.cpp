@@ -172,11 +172,6 @@ ssize_t await_reply(const Server& s, std::int32_t& reply) {
   return n;
 }
 
-void clear_cloexec(int fd) noexcept {
-  const int flags = ::fcntl(fd, F_GETFD);
-  if (flags >= 0) ::fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC);
-}
-
 // The program is multi-threaded by now, so the replacement is not a fork of it (a lock held by
 // another thread would stay held) but a fresh run of it: fork, then only exec.
 void replace(Server& s, const std::string& why) {
@@ -203,7 +198,7 @@ void replace(Server& s, const std::string& why) {
   const pid_t pid = ::fork();
   if (pid < 0) throw fail(std::string("fork: ") + std::strerror(errno));
   if (pid == 0) {  // nothing here allocates: another thread may hold the allocator's lock
-    clear_cloexec(keep[0]);
+    set_cloexec(keep[0], false);
     close_fds_except(keep);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);  // the exec keeps this thread's mask
     ::execve("/proc/self/exe", argv.data(), env.envp());
@@ -279,7 +274,7 @@ void enter_if_fork_server(ForkServerChild child_main) noexcept {
   }
   const int pidfd = pidfd_open_fd(program);
   if (pidfd < 0 || ::getppid() != program) ::_exit(0);  // the program is gone already
-  ::fcntl(sock, F_SETFD, FD_CLOEXEC);
+  set_cloexec(sock, true);
   if (!send_fds(sock, &kHello, sizeof kHello, {})) ::_exit(0);
   serve(sock, child_main, pidfd);
 }

@@ -47,11 +47,6 @@ struct Bootstrap {
   }
 };
 
-void clear_cloexec(int fd) {
-  const int flags = ::fcntl(fd, F_GETFD);
-  if (flags >= 0) ::fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC);
-}
-
 // GCC 12 reports a false -Wstringop-overflow in the vector growth of this encoding, depending
 // on what else the calling function does (a flush before the fork was enough to trigger it).
 #pragma GCC diagnostic push
@@ -63,18 +58,6 @@ detail::Bytes encode_bootstrap(Bootstrap& b) {
   return msg;
 }
 #pragma GCC diagnostic pop
-
-bool read_exact(int fd, void* data, std::size_t size) {
-  char* p = static_cast<char*>(data);
-  while (size > 0) {
-    const ssize_t n = ::read(fd, p, size);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    p += n;
-    size -= static_cast<std::size_t>(n);
-  }
-  return true;
-}
 
 }  // namespace
 
@@ -112,13 +95,10 @@ void Process::start_spawn() {
   const pid_t pid = ::fork();
   if (pid < 0) throw std::system_error(errno, std::generic_category(), "fork");
   if (pid == 0) {
-    for (int fd : target_fds_) clear_cloexec(fd);
-    clear_cloexec(theirs.get());
+    for (int fd : target_fds_) detail::set_cloexec(fd, false);
+    detail::set_cloexec(theirs.get(), false);
     detail::close_fds_except(keep);
-    if (daemon) {
-      ::prctl(PR_SET_PDEATHSIG, SIGTERM);  // survives the exec
-      if (::getppid() != parent) ::_exit(0);
-    }
+    if (daemon) detail::die_with_parent(parent, SIGTERM);
     ::execve("/proc/self/exe", argv.data(), env.envp());
     const int e = errno;
     [[maybe_unused]] ssize_t w = ::write(err_w.get(), &e, sizeof e);
@@ -127,7 +107,7 @@ void Process::start_spawn() {
   theirs.reset();
   err_w.reset();
   int exec_errno = 0;
-  if (read_exact(err_r.get(), &exec_errno, sizeof exec_errno)) {
+  if (detail::read_exact(err_r.get(), &exec_errno, sizeof exec_errno) == sizeof exec_errno) {
     int status = 0;
     while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
@@ -162,13 +142,20 @@ void enter_if_spawned_process(int argc, char** argv) {
   const int fd = std::atoi(v);
   ::unsetenv(kEnv);  // the child's own children are ordinary programs
   record_init(argc, argv);
+  const auto read_all = [fd](void* p, std::size_t n) noexcept {
+    try {
+      return read_exact(fd, p, n) == n;
+    } catch (const std::system_error&) {
+      return false;
+    }
+  };
   std::uint64_t len = 0;
-  if (fd < 3 || !read_exact(fd, &len, sizeof len) || len > kMaxBootstrap) {
+  if (fd < 3 || !read_all(&len, sizeof len) || len > kMaxBootstrap) {
     std::fprintf(stderr, "mproc: spawned Process got no bootstrap message\n");
     ::_exit(2);
   }
   std::vector<char> buf(len);
-  if (!read_exact(fd, buf.data(), buf.size())) {
+  if (!read_all(buf.data(), buf.size())) {
     std::fprintf(stderr, "mproc: spawned Process got a truncated bootstrap message\n");
     ::_exit(2);
   }

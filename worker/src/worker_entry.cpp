@@ -54,11 +54,6 @@ WorkerProgress* map_progress(int fd, std::uint32_t nslots) {
   run_worker(fd, c);
 }
 
-void set_cloexec(int fd, bool on) {
-  const int flags = ::fcntl(fd, F_GETFD);
-  if (flags >= 0) ::fcntl(fd, F_SETFD, on ? flags | FD_CLOEXEC : flags & ~FD_CLOEXEC);
-}
-
 // In the zygote's fresh child: become a new program that init() turns into a worker.
 [[noreturn]] void exec_spawned_worker(int fd, unsigned serial, unsigned slot, int progress_fd,
                                       const WorkerSpec& spec) {
@@ -114,8 +109,7 @@ void enter_if_spawned_worker() {
     std::fprintf(stderr, "mproc: malformed %s; not a spawn worker\n", kSpawnEnv);
     ::_exit(2);
   }
-  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (::getppid() != ppid) ::_exit(0);  // the zygote died while we were exec'ing
+  die_with_parent(ppid);  // the zygote may have died while we were exec'ing
   spec.nslots = nslots;
   spec.log_level = level;
   set_cloexec(fd, true);
