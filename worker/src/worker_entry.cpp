@@ -25,9 +25,7 @@
 #include "mproc/runtime/forkserver.hpp"
 #include "mproc/runtime/shm_named.hpp"
 #include "mproc/serialize/callable.hpp"
-#ifdef MPROC_WITH_MPI
-#include "mpi_rank.hpp"
-#endif
+#include "mproc/worker/detail/mpi_rank.hpp"
 
 namespace mproc::detail {
 namespace {
