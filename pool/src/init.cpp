@@ -7,7 +7,7 @@
 #include "mproc/worker/worker_entry.hpp"
 
 #ifdef MPROC_WITH_MPI
-#include "mpi_rank.hpp"
+#include "mproc/worker/detail/mpi_rank.hpp"
 #endif
 
 namespace mproc {

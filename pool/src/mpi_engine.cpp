@@ -1,5 +1,5 @@
 // The MPI engine: mproc::Pool's frames run on the other ranks of an mpirun job.
-// Built only with MPROC_WITH_MPI (the protocol is in worker/src/mpi_rank.hpp).
+// Built only with MPROC_WITH_MPI (the protocol is in mproc/worker/detail/mpi_rank.hpp).
 //
 // One I/O thread makes every MPI call of the pool, under Rank0State::mu: it moves submitted
 // tasks to ranks (a few frames in flight per rank to hide the round trip), receives replies
@@ -19,7 +19,8 @@
 #include <thread>
 #include <utility>
 
-#include "mpi_rank.hpp"
+#include <mpi.h>
+
 #include "mproc/errors.hpp"
 #include "mproc/logging.hpp"
 #include "mproc/mpi.hpp"
@@ -27,6 +28,7 @@
 #include "mproc/process_info.hpp"
 #include "mproc/serialize/exception_wire.hpp"
 #include "mproc/serialize/frame.hpp"
+#include "mproc/worker/detail/mpi_rank.hpp"
 
 namespace mproc::detail {
 namespace {
@@ -35,8 +37,8 @@ using Clock = std::chrono::steady_clock;
 
 // Frames in flight per rank: enough to overlap a reply's trip with the next task's run.
 constexpr std::size_t kDepth = 4;
-// A frame's length field is 32 bits; MPI counts are ints.
-constexpr std::size_t kMaxMessage = INT_MAX - kFrameHeaderSize;
+using mpi_rank::Backoff;
+using mpi_rank::kMaxMessage;
 
 struct InFlight {
   std::uint64_t id = 0;
@@ -64,19 +66,6 @@ struct RankSlot {
   }
 };
 
-class Backoff {
- public:
-  void reset() noexcept { idle_ = 0; }
-  // How long to sleep before polling again; zero means yield.
-  std::chrono::microseconds next() noexcept {
-    if (++idle_ < 64) return std::chrono::microseconds(0);
-    return std::chrono::microseconds(std::min<long>(1000, 1L << std::min(idle_ / 64, 10u)));
-  }
-
- private:
-  unsigned idle_ = 0;
-};
-
 // The header of `bytes` if they are exactly one well-formed frame.
 std::optional<FrameHeader> parse_reply(std::span<const char> bytes) noexcept {
   try {
@@ -85,10 +74,6 @@ std::optional<FrameHeader> parse_reply(std::span<const char> bytes) noexcept {
   } catch (...) {
   }
   return std::nullopt;
-}
-
-void set_aux(Bytes& frame, std::uint64_t aux) {
-  std::memcpy(frame.data() + 16, &aux, sizeof aux);
 }
 
 class MpiEngine final : public PoolEngine {
@@ -103,7 +88,7 @@ class MpiEngine final : public PoolEngine {
         InFlight e;
         e.init = true;
         e.frame = opts_.init_frame();
-        set_aux(e.frame, opts_.max_frame_bytes);
+        set_frame_aux(e.frame, opts_.max_frame_bytes);
         slots_[i].inflight.push_back(std::move(e));
       }
     }
@@ -290,7 +275,7 @@ class MpiEngine final : public PoolEngine {
       InFlight e;
       e.id = t.id;
       e.frame = std::move(t.frame);
-      set_aux(e.frame, opts_.max_frame_bytes);
+      set_frame_aux(e.frame, opts_.max_frame_bytes);
       e.timed = limit.count() > 0;
       e.limit = limit;
       if (e.timed) e.deadline = now + limit;
@@ -434,7 +419,13 @@ class MpiEngine final : public PoolEngine {
       for (auto& e : slot.inflight) {
         if (!e.sent) continue;  // an init frame the pool ended before sending
         ++s_.owed[static_cast<std::size_t>(slot.rank)];
-        if (e.send != MPI_REQUEST_NULL) s_.leftovers.push_back({e.send, std::move(e.frame)});
+        if (e.send != MPI_REQUEST_NULL) {
+          s_.leftovers.push_back([request = e.send, frame = std::move(e.frame)]() mutable {
+            int done = 0;
+            MPI_Test(&request, &done, MPI_STATUS_IGNORE);
+            return done != 0;
+          });
+        }
       }
       slot.inflight.clear();
     }

@@ -9,30 +9,16 @@
 #include <cstring>
 #include <system_error>
 
+#include "mproc/serialize/stream_frame.hpp"
+
 namespace mproc::detail {
 namespace {
 
-constexpr std::uint32_t kMagic = 0x3143504D;  // "MPC1"
 constexpr std::size_t kCap = kDefaultMaxFrameBytes;
 
-struct Header {
-  std::uint32_t magic;
-  std::uint32_t length;
-};
-
 // Reads exactly `size` bytes; false on EOF before the first byte; EOFError on EOF after it.
-bool read_exact(int fd, char* p, std::size_t size) {
-  std::size_t got = 0;
-  while (got < size) {
-    const ssize_t n = ::recv(fd, p + got, size - got, 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == ECONNRESET) break;
-      throw std::system_error(errno, std::generic_category(), "recv");
-    }
-    if (n == 0) break;
-    got += static_cast<std::size_t>(n);
-  }
+bool read_part(int fd, char* p, std::size_t size) {
+  const std::size_t got = read_exact(fd, p, size);
   if (got == size) return true;
   if (got == 0) return false;
   throw EOFError("connection closed in the middle of a message");
@@ -56,29 +42,25 @@ void ConnectionCore::close() noexcept {
 
 void ConnectionCore::send_bytes(std::span<const char> data) {
   check(writable_, "connection is read-only (the receiving end of a simplex Pipe)");
-  if (data.size() > kCap) {
-    throw SerializationError("message of " + std::to_string(data.size()) +
-                             " bytes exceeds the connection's cap of " + std::to_string(kCap));
-  }
-  Header h{kMagic, static_cast<std::uint32_t>(data.size())};
+  const StreamHeader h = make_stream_header(data.size(), kCap, "connection");
   std::lock_guard lock(send_mu_);
-  send_head_and_body(fd_.get(), {reinterpret_cast<const char*>(&h), sizeof h}, data, "connection");
+  send_head_and_body(fd_.get(), h.bytes(), data, "connection");
 }
 
 void ConnectionCore::recv_bytes(Bytes& out, std::size_t maxlength) {
   check(readable_, "connection is write-only (the sending end of a simplex Pipe)");
   std::lock_guard lock(recv_mu_);
-  Header h{};
-  if (!read_exact(fd_.get(), reinterpret_cast<char*>(&h), sizeof h)) {
+  char head[kStreamHeaderSize];
+  if (!read_part(fd_.get(), head, sizeof head)) {
     throw EOFError("the far end of the connection is closed and nothing is left to read");
   }
   const std::size_t cap = maxlength == 0 ? kCap : std::min(maxlength, kCap);
-  if (h.magic != kMagic || h.length > cap) {
+  StreamHeader h;
+  try {
+    h = *parse_stream_header(head, cap);
+  } catch (const SerializationError&) {
     fd_.reset();  // the stream can no longer be parsed
-    throw SerializationError(h.magic != kMagic
-                                 ? std::string("corrupt message header on a connection")
-                                 : "message of " + std::to_string(h.length) +
-                                       " bytes exceeds the limit of " + std::to_string(cap));
+    throw;
   }
   // The buffer grows with what actually arrives: a header that promises a large message and a
   // sender that stalls (or lies) cost what was sent, not what was promised.
@@ -88,7 +70,7 @@ void ConnectionCore::recv_bytes(Bytes& out, std::size_t maxlength) {
   while (got < h.length) {
     const std::size_t want = std::min<std::size_t>(h.length, std::max(2 * got, kStep));
     out.resize(want);
-    if (!read_exact(fd_.get(), out.data() + got, want - got)) {
+    if (!read_part(fd_.get(), out.data() + got, want - got)) {
       throw EOFError("connection closed in the middle of a message");
     }
     got = want;

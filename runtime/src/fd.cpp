@@ -44,6 +44,27 @@ void set_nonblocking(int fd, bool on) {
   }
 }
 
+void set_cloexec(int fd, bool on) noexcept {
+  const int flags = ::fcntl(fd, F_GETFD);
+  if (flags >= 0) ::fcntl(fd, F_SETFD, on ? flags | FD_CLOEXEC : flags & ~FD_CLOEXEC);
+}
+
+std::size_t read_exact(int fd, void* data, std::size_t size) {
+  char* p = static_cast<char*>(data);
+  std::size_t got = 0;
+  while (got < size) {
+    const ssize_t n = ::read(fd, p + got, size - got);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == ECONNRESET) break;
+      throw std::system_error(errno, std::generic_category(), "read");
+    }
+    if (n == 0) break;
+    got += static_cast<std::size_t>(n);
+  }
+  return got;
+}
+
 void write_all(int fd, const void* data, std::size_t size) {
   const char* p = static_cast<const char*>(data);
   while (size > 0) {
@@ -120,8 +141,8 @@ ssize_t recv_fds(int sock, void* data, std::size_t size, std::vector<int>& fds, 
   return n;
 }
 
-void die_with_parent(pid_t expected_parent) noexcept {
-  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+void die_with_parent(pid_t expected_parent, int sig) noexcept {
+  ::prctl(PR_SET_PDEATHSIG, sig);
   if (::getppid() != expected_parent) ::_exit(0);
 }
 

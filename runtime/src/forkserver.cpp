@@ -26,7 +26,7 @@
 #include "mproc/logging.hpp"
 #include "mproc/process_info.hpp"
 #include "mproc/runtime/before_fork.hpp"
-#include "mproc/runtime/exec_env.hpp"
+#include "mproc/runtime/exec_bootstrap.hpp"
 #include "mproc/runtime/fd.hpp"
 #include "mproc/runtime/owner.hpp"
 
@@ -34,13 +34,23 @@ namespace mproc::detail {
 namespace {
 
 constexpr std::size_t kMaxRequest = 4096;
-// A replacement server is a fresh program: MPROC_FORK_SERVER=<socket fd>:<program pid> tells
-// its mproc::init to serve instead of returning to main.
+// A replacement server is a fresh program: MPROC_FORK_SERVER (exec_bootstrap.hpp, message
+// ServerBootstrap) tells its mproc::init to serve instead of returning to main.
 constexpr const char* kServerEnv = "MPROC_FORK_SERVER";
 // How long a replacement may take to reach mproc::init (a static constructor of the program
 // runs first) and say hello.
 constexpr int kHelloTimeoutMs = 10'000;
 constexpr std::int32_t kHello = 0;
+
+struct ServerBootstrap {
+  std::int32_t sock = -1;    // its end of the SOCK_SEQPACKET socket it serves
+  std::int32_t program = 0;  // the program's pid: it serves until that process ends
+
+  template <class A>
+  void serialize(A& ar) {
+    ar(sock, program);
+  }
+};
 
 struct Server {
   std::mutex mu;
@@ -172,11 +182,6 @@ ssize_t await_reply(const Server& s, std::int32_t& reply) {
   return n;
 }
 
-void clear_cloexec(int fd) noexcept {
-  const int flags = ::fcntl(fd, F_GETFD);
-  if (flags >= 0) ::fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC);
-}
-
 // The program is multi-threaded by now, so the replacement is not a fork of it (a lock held by
 // another thread would stay held) but a fresh run of it: fork, then only exec.
 void replace(Server& s, const std::string& why) {
@@ -192,25 +197,27 @@ void replace(Server& s, const std::string& why) {
   UniqueFd err_r(ep[0]), err_w(ep[1]);
 
   const pid_t program = ::getpid();
-  const ExecEnv env(kServerEnv, std::to_string(theirs.get()) + ":" + std::to_string(program));
-  const std::string& path = program_path();
-  char arg0[] = "mproc-fork-server";
-  std::array<char*, 2> argv{path.empty() ? arg0 : const_cast<char*>(path.c_str()), nullptr};
-  const std::array<int, 2> keep{theirs.get(), err_w.get()};
+  ExecBootstrap boot(kServerEnv, "mproc-fork-server");
+  try {
+    boot.send(ServerBootstrap{theirs.get(), program});  // small: it waits in the socket
+  } catch (const std::system_error& e) {
+    throw fail(e.what());
+  }
+  const std::array<int, 3> keep{theirs.get(), err_w.get(), boot.child_fd()};
   sigset_t none;
   sigemptyset(&none);
 
   const pid_t pid = ::fork();
   if (pid < 0) throw fail(std::string("fork: ") + std::strerror(errno));
   if (pid == 0) {  // nothing here allocates: another thread may hold the allocator's lock
-    clear_cloexec(keep[0]);
     close_fds_except(keep);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);  // the exec keeps this thread's mask
-    ::execve("/proc/self/exe", argv.data(), env.envp());
+    boot.exec(std::span<const int>(keep).first(1));
     const int e = errno;
     [[maybe_unused]] ssize_t w = ::write(keep[1], &e, sizeof e);
     ::_exit(127);
   }
+  boot.forked();
   theirs.reset();
   err_w.reset();
   const auto reap = [pid] {
@@ -268,18 +275,14 @@ void start_forkserver(ForkServerChild child_main) {
 }
 
 void enter_if_fork_server(ForkServerChild child_main) noexcept {
-  const char* v = std::getenv(kServerEnv);
-  if (v == nullptr) return;
-  int sock = -1, program = 0;
-  const int n = std::sscanf(v, "%d:%d", &sock, &program);
-  ::unsetenv(kServerEnv);  // its children are pool zygotes, not fork servers
-  if (n != 2 || sock < 3 || program <= 0) {
-    std::fprintf(stderr, "mproc: malformed %s; not a fork server\n", kServerEnv);
-    ::_exit(2);
-  }
+  const std::optional<ServerBootstrap> b = read_exec_bootstrap<ServerBootstrap>(kServerEnv, 4096);
+  if (!b) return;
+  const int sock = b->sock;
+  const pid_t program = b->program;
+  if (sock < 3 || program <= 0) exec_bootstrap_corrupt(kServerEnv, "not a fork server");
   const int pidfd = pidfd_open_fd(program);
   if (pidfd < 0 || ::getppid() != program) ::_exit(0);  // the program is gone already
-  ::fcntl(sock, F_SETFD, FD_CLOEXEC);
+  set_cloexec(sock, true);
   if (!send_fds(sock, &kHello, sizeof kHello, {})) ::_exit(0);
   serve(sock, child_main, pidfd);
 }

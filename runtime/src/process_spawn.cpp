@@ -1,7 +1,7 @@
 // The spawn start method for Process: the parent forks, the child execs /proc/self/exe with
 // MPROC_SPAWN_PROCESS=<fd> in its environment, and mproc::init in that fresh program reads the
-// bootstrap message from <fd> and runs the target. An exec failure comes back through a
-// CLOEXEC pipe (nothing arrives when the exec succeeds).
+// bootstrap message from <fd> (exec_bootstrap.hpp) and runs the target. An exec failure comes back
+// through a CLOEXEC pipe (nothing arrives when the exec succeeds).
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -22,7 +22,7 @@
 #include "mproc/logging.hpp"
 #include "mproc/process.hpp"
 #include "mproc/runtime/before_fork.hpp"
-#include "mproc/runtime/exec_env.hpp"
+#include "mproc/runtime/exec_bootstrap.hpp"
 #include "mproc/runtime/process_table.hpp"
 #include "mproc/serialize/frame.hpp"
 #include "mproc/start_method.hpp"
@@ -47,11 +47,6 @@ struct Bootstrap {
   }
 };
 
-void clear_cloexec(int fd) {
-  const int flags = ::fcntl(fd, F_GETFD);
-  if (flags >= 0) ::fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC);
-}
-
 // GCC 12 reports a false -Wstringop-overflow in the vector growth of this encoding, depending
 // on what else the calling function does (a flush before the fork was enough to trigger it).
 #pragma GCC diagnostic push
@@ -63,18 +58,6 @@ detail::Bytes encode_bootstrap(Bootstrap& b) {
   return msg;
 }
 #pragma GCC diagnostic pop
-
-bool read_exact(int fd, void* data, std::size_t size) {
-  char* p = static_cast<char*>(data);
-  while (size > 0) {
-    const ssize_t n = ::read(fd, p, size);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    p += n;
-    size -= static_cast<std::size_t>(n);
-  }
-  return true;
-}
 
 }  // namespace
 
@@ -90,21 +73,16 @@ void Process::start_spawn() {
               {},      target_};
   b.fds = target_fds_;
   const detail::Bytes msg = encode_bootstrap(b);
-  const std::uint64_t len = msg.size();
 
-  auto [mine, theirs] = detail::make_socketpair(SOCK_STREAM);
   int ep[2];
   if (::pipe2(ep, O_CLOEXEC) != 0) throw std::system_error(errno, std::generic_category(), "pipe2");
   detail::UniqueFd err_r(ep[0]), err_w(ep[1]);
 
   // Everything the child needs is built before the fork: it only execs.
-  const detail::ExecEnv env(kEnv, std::to_string(theirs.get()));
+  detail::ExecBootstrap boot(kEnv, "mproc-spawn-process");
   std::vector<int> keep = target_fds_;
-  keep.push_back(theirs.get());
+  keep.push_back(boot.child_fd());
   keep.push_back(err_w.get());
-  const std::string& path = detail::program_path();
-  char arg0[] = "mproc-spawn-process";
-  std::array<char*, 2> argv{path.empty() ? arg0 : const_cast<char*>(path.c_str()), nullptr};
   const pid_t parent = ::getpid();
   const bool daemon = daemon_;
 
@@ -112,22 +90,17 @@ void Process::start_spawn() {
   const pid_t pid = ::fork();
   if (pid < 0) throw std::system_error(errno, std::generic_category(), "fork");
   if (pid == 0) {
-    for (int fd : target_fds_) clear_cloexec(fd);
-    clear_cloexec(theirs.get());
     detail::close_fds_except(keep);
-    if (daemon) {
-      ::prctl(PR_SET_PDEATHSIG, SIGTERM);  // survives the exec
-      if (::getppid() != parent) ::_exit(0);
-    }
-    ::execve("/proc/self/exe", argv.data(), env.envp());
+    if (daemon) detail::die_with_parent(parent, SIGTERM);
+    boot.exec(target_fds_);
     const int e = errno;
     [[maybe_unused]] ssize_t w = ::write(err_w.get(), &e, sizeof e);
     ::_exit(127);
   }
-  theirs.reset();
+  boot.forked();
   err_w.reset();
   int exec_errno = 0;
-  if (read_exact(err_r.get(), &exec_errno, sizeof exec_errno)) {
+  if (detail::read_exact(err_r.get(), &exec_errno, sizeof exec_errno) == sizeof exec_errno) {
     int status = 0;
     while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
@@ -148,8 +121,7 @@ void Process::start_spawn() {
   state_ = std::move(st);
   // The child may die before reading (its exit code then tells): a failed send is not an error.
   try {
-    detail::write_all(mine.get(), &len, sizeof len);
-    detail::write_all(mine.get(), msg.data(), msg.size());
+    boot.send_bytes(msg);
   } catch (const std::system_error&) {
   }
 }
@@ -157,30 +129,10 @@ void Process::start_spawn() {
 namespace detail {
 
 void enter_if_spawned_process(int argc, char** argv) {
-  const char* v = std::getenv(kEnv);
-  if (v == nullptr) return;
-  const int fd = std::atoi(v);
-  ::unsetenv(kEnv);  // the child's own children are ordinary programs
+  std::optional<Bootstrap> boot = read_exec_bootstrap<Bootstrap>(kEnv, kMaxBootstrap);
+  if (!boot) return;
+  Bootstrap& b = *boot;
   record_init(argc, argv);
-  std::uint64_t len = 0;
-  if (fd < 3 || !read_exact(fd, &len, sizeof len) || len > kMaxBootstrap) {
-    std::fprintf(stderr, "mproc: spawned Process got no bootstrap message\n");
-    ::_exit(2);
-  }
-  std::vector<char> buf(len);
-  if (!read_exact(fd, buf.data(), buf.size())) {
-    std::fprintf(stderr, "mproc: spawned Process got a truncated bootstrap message\n");
-    ::_exit(2);
-  }
-  ::close(fd);
-  Bootstrap b;
-  try {
-    WireInputArchive ar(buf);
-    ar(b);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "mproc: corrupt bootstrap message: %s\n", e.what());
-    ::_exit(2);
-  }
   become_child(b.name, b.identity, b.daemon, b.parent_name, b.parent_pid);
   if (b.log_level != static_cast<int>(spdlog::level::off)) {
     log_to_stderr(static_cast<spdlog::level::level_enum>(b.log_level));

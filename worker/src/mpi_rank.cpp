@@ -1,20 +1,17 @@
 // Ranks of an mpirun job: MPI set-up in mproc::init, the worker ranks' frame loop, and rank 0's
 // shutdown of the job at exit. Built only with MPROC_WITH_MPI.
-#include "mpi_rank.hpp"
+#include "mproc/worker/detail/mpi_rank.hpp"
 
-#include <time.h>
+#include <mpi.h>
 #include <unistd.h>
 
 #include <chrono>
-#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
-#include <thread>
 
 #include "mproc/errors.hpp"
 #include "mproc/logging.hpp"
-#include "mproc/mpi.hpp"
 #include "mproc/process_info.hpp"
 #include "mproc/serialize/exception_wire.hpp"
 #include "mproc/serialize/frame.hpp"
@@ -26,29 +23,7 @@ namespace {
 // How long rank 0's exit waits for ranks still running abandoned tasks before it aborts the
 // job (a rank stuck in an endless task must not keep the program from ending).
 constexpr auto kExitDrainDeadline = std::chrono::seconds(10);
-// A frame's length field is 32 bits; MPI counts are ints.
-constexpr std::size_t kMaxMessage = INT_MAX - kFrameHeaderSize;
-
 Rank0State* g_rank0 = nullptr;
-
-// Idle polling: a rank waiting for work must not take a CPU from ranks that compute (mpirun
-// --oversubscribe runs several ranks per core), yet should answer quickly while work flows.
-class Backoff {
- public:
-  void reset() noexcept { idle_ = 0; }
-  void wait() noexcept {
-    if (++idle_ < 64) {
-      std::this_thread::yield();
-      return;
-    }
-    const long us = std::min<long>(1000, 1L << std::min<unsigned>(idle_ / 64, 10));
-    const timespec ts{0, us * 1000};
-    ::nanosleep(&ts, nullptr);
-  }
-
- private:
-  unsigned idle_ = 0;
-};
 
 const char* env(const char* name) noexcept {
   const char* v = std::getenv(name);
@@ -59,8 +34,7 @@ const char* env(const char* name) noexcept {
 // with a SerializationError for the task id it claims (rank 0 drops it if the id is unknown).
 void answer(std::span<const char> in, Bytes& out) {
   std::optional<FrameHeader> h;
-  std::uint64_t id = 0;
-  if (in.size() >= kFrameHeaderSize) std::memcpy(&id, in.data() + 8, sizeof id);
+  const std::uint64_t id = in.size() >= kFrameHeaderSize ? frame_task_id(in) : 0;
   try {
     h = parse_frame_header(in, kMaxMessage);
     if (!h || kFrameHeaderSize + h->length != in.size() ||
@@ -149,9 +123,7 @@ int rank_from_environment() noexcept {
 
 bool settle_leftovers(Rank0State& s) {
   for (auto it = s.leftovers.begin(); it != s.leftovers.end();) {
-    int done = 0;
-    MPI_Test(&it->request, &done, MPI_STATUS_IGNORE);
-    it = done ? s.leftovers.erase(it) : it + 1;
+    it = (*it)() ? s.leftovers.erase(it) : it + 1;
   }
   Bytes sink;
   bool owed = false;
@@ -199,20 +171,3 @@ void enter_if_mpi_rank(int argc, char** argv) {
 }
 
 }  // namespace mproc::detail::mpi_rank
-
-namespace mproc::mpi {
-
-bool built_with_mpi() noexcept {
-  return true;
-}
-
-bool active() noexcept {
-  return detail::mpi_rank::rank0() != nullptr;
-}
-
-int world_size() noexcept {
-  auto* s = detail::mpi_rank::rank0();
-  return s != nullptr ? s->world_size : 1;
-}
-
-}  // namespace mproc::mpi

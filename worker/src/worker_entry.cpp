@@ -21,7 +21,7 @@
 #include "mproc/logging.hpp"
 #include "mproc/process.hpp"
 #include "mproc/process_info.hpp"
-#include "mproc/runtime/exec_env.hpp"
+#include "mproc/runtime/exec_bootstrap.hpp"
 #include "mproc/runtime/forkserver.hpp"
 #include "mproc/runtime/shm_named.hpp"
 #include "mproc/serialize/callable.hpp"
@@ -30,6 +30,22 @@ namespace mproc::detail {
 namespace {
 
 constexpr const char* kSpawnEnv = "MPROC_SPAWN_WORKER";
+
+// What a spawned worker is told across the exec (exec_bootstrap.hpp).
+struct SpawnedWorker {
+  std::int32_t fd = -1;
+  std::int32_t progress_fd = -1;
+  std::uint32_t slot = 0;
+  std::uint32_t serial = 0;
+  std::int32_t zygote = 0;  // the parent it must die with
+  WorkerSpec spec;
+
+  template <class A>
+  void serialize(A& ar) {
+    ar(fd, progress_fd, slot, serial, zygote, spec.maxtasks, spec.max_frame_bytes, spec.max_memory,
+       spec.max_address_space, spec.nslots, spec.log_level);
+  }
+};
 
 WorkerProgress* map_progress(int fd, std::uint32_t nslots) {
   void* p =
@@ -51,28 +67,20 @@ WorkerProgress* map_progress(int fd, std::uint32_t nslots) {
   run_worker(fd, c);
 }
 
-void set_cloexec(int fd, bool on) {
-  const int flags = ::fcntl(fd, F_GETFD);
-  if (flags >= 0) ::fcntl(fd, F_SETFD, on ? flags | FD_CLOEXEC : flags & ~FD_CLOEXEC);
-}
-
-// In the zygote's fresh child: become a new program that init() turns into a worker.
+// In the zygote's fresh child: become a new program that init() turns into a worker. The child
+// is single-threaded: it may allocate, and its message waits in the socket across the exec.
 [[noreturn]] void exec_spawned_worker(int fd, unsigned serial, unsigned slot, int progress_fd,
                                       const WorkerSpec& spec) {
-  set_cloexec(fd, false);
-  set_cloexec(progress_fd, false);
-  char value[320];
-  std::snprintf(
-      value, sizeof value, "%d:%d:%u:%u:%u:%d:%" PRIu64 ":%" PRIu64 ":%" PRIu64 ":%" PRIu64 ":%d",
-      fd, progress_fd, slot, spec.nslots, serial, static_cast<int>(::getppid()), spec.maxtasks,
-      spec.max_frame_bytes, spec.max_memory, spec.max_address_space, spec.log_level);
-  const ExecEnv env(kSpawnEnv, value);  // the zygote's child is single-threaded: it may allocate
-  const std::string& path = program_path();
-  char arg0[] = "mproc-spawn-worker";
-  std::array<char*, 2> argv{path.empty() ? arg0 : const_cast<char*>(path.c_str()), nullptr};
-  ::execve("/proc/self/exe", argv.data(), env.envp());
-  std::fprintf(stderr, "mproc: cannot exec /proc/self/exe for a spawn worker: %s\n",
-               std::strerror(errno));
+  try {
+    ExecBootstrap boot(kSpawnEnv, "mproc-spawn-worker");
+    boot.send(SpawnedWorker{fd, progress_fd, slot, serial, ::getppid(), spec});
+    const std::array<int, 2> inherit{fd, progress_fd};
+    boot.exec(progress_fd >= 0 ? std::span<const int>(inherit) : std::span<const int>(&fd, 1));
+    std::fprintf(stderr, "mproc: cannot exec /proc/self/exe for a spawn worker: %s\n",
+                 std::strerror(errno));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "mproc: cannot start a spawn worker: %s\n", e.what());
+  }
   ::_exit(127);
 }
 
@@ -99,35 +107,21 @@ void forkserver_child(std::span<const char> data, std::span<const int> fds) {
 
 // In a program exec'd by the spawn start method: run the worker and never return.
 void enter_if_spawned_worker() {
-  const char* v = std::getenv(kSpawnEnv);
-  if (v == nullptr) return;
-  int fd = -1, progress_fd = -1, ppid = 0, level = 6;
-  unsigned slot = 0, nslots = 0, serial = 0;
-  WorkerSpec spec;
-  const int n =
-      std::sscanf(v, "%d:%d:%u:%u:%u:%d:%" SCNu64 ":%" SCNu64 ":%" SCNu64 ":%" SCNu64 ":%d", &fd,
-                  &progress_fd, &slot, &nslots, &serial, &ppid, &spec.maxtasks,
-                  &spec.max_frame_bytes, &spec.max_memory, &spec.max_address_space, &level);
-  ::unsetenv(kSpawnEnv);  // the worker's own children are ordinary programs
-  if (n != 11 || fd < 0) {
-    std::fprintf(stderr, "mproc: malformed %s; not a spawn worker\n", kSpawnEnv);
-    ::_exit(2);
-  }
-  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (::getppid() != ppid) ::_exit(0);  // the zygote died while we were exec'ing
-  spec.nslots = nslots;
-  spec.log_level = level;
-  set_cloexec(fd, true);
+  const std::optional<SpawnedWorker> w = read_exec_bootstrap<SpawnedWorker>(kSpawnEnv, 4096);
+  if (!w) return;
+  if (w->fd < 0) exec_bootstrap_corrupt(kSpawnEnv, "no worker socket");
+  die_with_parent(w->zygote);  // the zygote may have died while we were exec'ing
+  set_cloexec(w->fd, true);
   WorkerProgress* base = nullptr;
-  if (progress_fd >= 0) {
+  if (w->progress_fd >= 0) {
     try {
-      base = map_progress(progress_fd, nslots);
+      base = map_progress(w->progress_fd, w->spec.nslots);
     } catch (...) {
       base = nullptr;
     }
-    ::close(progress_fd);
+    ::close(w->progress_fd);
   }
-  run_pool_worker(fd, serial, slot, base, spec, StartMethod::kSpawn);
+  run_pool_worker(w->fd, w->serial, w->slot, base, w->spec, StartMethod::kSpawn);
 }
 
 std::string worker_name_prefix(StartMethod method) {

@@ -17,6 +17,7 @@
 #include "mproc/serialize/callable.hpp"
 #include "mproc/serialize/exception_wire.hpp"
 #include "mproc/serialize/frame.hpp"
+#include "mproc/serialize/frame_reader.hpp"
 
 #if defined(__has_include)
 #if __has_include(<gcov.h>) && defined(MPROC_COVERAGE)
@@ -95,55 +96,31 @@ namespace {
 // ahead of the task about to run, so a task cancelled while it waited in the pipe never starts.
 class Inbox {
  public:
-  Inbox(int fd, std::size_t cap) : fd_(fd), cap_(cap), buf_(1 << 16) {}
+  using Frame = FrameReader::Frame;
+
+  Inbox(int fd, std::size_t cap) : fd_(fd), reader_(cap) {}
 
   // The next complete frame (header validated), or nullopt when more bytes are needed.
   // Exits the process on a corrupt frame.
-  std::optional<FrameHeader> peek() {
-    std::optional<FrameHeader> h = header_at(begin_);
-    if (!h) return std::nullopt;
-    const std::size_t need = kFrameHeaderSize + h->length;
-    if (end_ - begin_ < need) {
-      if (buf_.size() - begin_ < need) {  // make room for a large frame, once
-        compact();
-        if (buf_.size() < need) buf_.resize(need);
-      }
-      return std::nullopt;
-    }
-    return h;
-  }
-  std::span<const char> payload(const FrameHeader& h) const {
-    return {buf_.data() + begin_ + kFrameHeaderSize, h.length};
-  }
-  void pop(const FrameHeader& h) {
-    begin_ += kFrameHeaderSize + h.length;
-    if (scan_ < begin_) scan_ = begin_;
+  std::optional<Frame> peek() { return frame_at(0); }
+  void pop(const Frame& f) {
+    reader_.pop(f);
+    scanned_ = scanned_ > f.size() ? scanned_ - f.size() : 0;
   }
 
-  // Blocking read of more bytes; false on EOF or error.
+  // Reads more bytes (blocking or not); false on EOF or error.
   bool fill(bool block) {
-    if (begin_ == end_) begin_ = end_ = scan_ = 0;
-    if (end_ == buf_.size()) compact();
-    if (end_ == buf_.size()) buf_.resize(buf_.size() * 2);
-    for (;;) {
-      const ssize_t n =
-          ::recv(fd_, buf_.data() + end_, buf_.size() - end_, block ? 0 : MSG_DONTWAIT);
-      if (n > 0) {
-        end_ += static_cast<std::size_t>(n);
-        return true;
-      }
-      if (n == 0) return false;
-      if (errno == EINTR) continue;
-      return !block && (errno == EAGAIN || errno == EWOULDBLOCK);
-    }
+    const ssize_t n = reader_.read_from(fd_, block ? 0 : MSG_DONTWAIT);
+    if (n > 0) return true;
+    if (n == 0) return false;
+    return !block && (errno == EAGAIN || errno == EWOULDBLOCK);
   }
 
   // Whether task `id` has been cancelled by a frame that is already buffered.
   bool cancelled(std::uint64_t id) {
-    while (auto h = header_at(scan_)) {
-      if (end_ - scan_ < kFrameHeaderSize + h->length) break;
-      if (h->kind == FrameKind::kCancel) cancelled_.push_back(h->task_id);
-      scan_ += kFrameHeaderSize + h->length;
+    while (auto f = frame_at(scanned_)) {
+      if (f->header.kind == FrameKind::kCancel) cancelled_.push_back(f->header.task_id);
+      scanned_ += f->size();
     }
     for (std::size_t i = 0; i < cancelled_.size(); ++i) {
       if (cancelled_[i] == id) {
@@ -155,25 +132,18 @@ class Inbox {
   }
 
  private:
-  std::optional<FrameHeader> header_at(std::size_t at) {
+  std::optional<Frame> frame_at(std::size_t offset) {
     try {
-      return parse_frame_header({buf_.data() + at, end_ - at}, cap_);
+      return reader_.peek(offset);
     } catch (const std::exception& e) {
       get_logger()->error("refusing corrupt frame from coordinator: {}", e.what());
       leave(2);
     }
   }
-  void compact() {
-    std::memmove(buf_.data(), buf_.data() + begin_, end_ - begin_);
-    end_ -= begin_;
-    scan_ -= begin_;
-    begin_ = 0;
-  }
 
   int fd_;
-  std::size_t cap_;
-  Bytes buf_;
-  std::size_t begin_ = 0, end_ = 0, scan_ = 0;
+  FrameReader reader_;
+  std::size_t scanned_ = 0;  // bytes from the front already looked at for kCancel frames
   std::vector<std::uint64_t> cancelled_;
 };
 
@@ -215,9 +185,10 @@ void run_worker(int fd, const WorkerConfig& config) {
   for (;;) {
     // Run every complete frame already buffered before writing: replies to a batch of tasks
     // leave in one write.
-    while (auto h = inbox.peek()) {
+    while (auto f = inbox.peek()) {
+      const FrameHeader* h = &f->header;
       if (h->kind == FrameKind::kCancel) {
-        inbox.pop(*h);
+        inbox.pop(*f);
         continue;
       }
       if (h->kind != FrameKind::kTask && h->kind != FrameKind::kInit) {
@@ -228,7 +199,8 @@ void run_worker(int fd, const WorkerConfig& config) {
       if (now_ns() - last_read > kRecheckNs) {
         if (!inbox.fill(false)) leave(0);
         last_read = now_ns();
-        h = inbox.peek();  // the buffer may have moved
+        f = inbox.peek();  // the buffer may have moved
+        h = &f->header;
       }
       if (h->kind == FrameKind::kTask && inbox.cancelled(h->task_id)) {
         if (config.progress) {
@@ -238,7 +210,7 @@ void run_worker(int fd, const WorkerConfig& config) {
         const std::size_t at = begin_frame(out);
         encode_error(out, "CancelledError", "the task was cancelled before it started");
         finish_frame(out, at, FrameKind::kResultErr, h->task_id, 0, cap);
-        inbox.pop(*h);
+        inbox.pop(*f);
         continue;
       }
       if (!out.empty()) {
@@ -254,12 +226,13 @@ void run_worker(int fd, const WorkerConfig& config) {
         config.progress->started.fetch_add(1, std::memory_order_release);
       }
       const std::size_t reply_at = out.size();
-      run_frame(*h, inbox.payload(*h), out, cap);
+      run_frame(*h, f->payload, out, cap);
       if (counted && config.progress) {
         config.progress->finished.fetch_add(1, std::memory_order_release);
       }
-      inbox.pop(*h);
-      if (h->kind == FrameKind::kInit) {
+      const bool init = h->kind == FrameKind::kInit;
+      inbox.pop(*f);
+      if (init) {
         FrameHeader reply;
         std::memcpy(&reply, out.data() + reply_at, kFrameHeaderSize);
         if (reply.kind == FrameKind::kResultErr) {  // a worker without its initializer is useless

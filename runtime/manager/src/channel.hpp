@@ -1,7 +1,7 @@
-// A Manager connection's framing: the Connection wire format (8-byte header: magic, length;
-// then the payload), with a read buffer so that a small request or reply costs one recv, not
-// two (header, then payload). Only for the Manager: a buffered end must never be handed to
-// another process, which a Pipe's Connection can be. Internal.
+// A Manager connection's framing: the Connection wire format (stream_frame.hpp: 8-byte header,
+// then the payload), with a read buffer (frame_reader.hpp) so that a small request or reply costs
+// one recv, not two (header, then payload). Only for the Manager: a buffered end must never be
+// handed to another process, which a Pipe's Connection can be. Internal.
 //
 // Thread safety: none; each connection is used by one thread at a time.
 #pragma once
@@ -12,6 +12,7 @@
 #include <span>
 
 #include "mproc/runtime/fd.hpp"
+#include "mproc/serialize/frame_reader.hpp"
 #include "mproc/serialize/wire_archive.hpp"
 
 namespace mproc::detail {
@@ -54,14 +55,14 @@ class Channel {
   void abandon() noexcept { fd_.release(); }
 
  private:
-  // Makes at least `n` unread bytes available in buf_; false at a clean EOF before any byte.
+  // Makes at least `n` unread bytes available in in_; false at a clean EOF before any byte.
   bool fill(std::size_t n);
   void wait_readable();
   bool spin_for_data();
 
   UniqueFd fd_;
-  Bytes buf_;
-  std::size_t begin_ = 0, end_ = 0;  // unread bytes: buf_[begin_, end_)
+  // Its buffer only: a Manager message is not a task frame, and grows with what arrives.
+  FrameReader in_{0, 0};
   bool broken_ = false;
   std::optional<std::chrono::steady_clock::time_point> deadline_;
   std::chrono::microseconds spin_{0};

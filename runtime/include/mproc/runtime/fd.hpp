@@ -5,6 +5,7 @@
 // are thread-safe; they retry on EINTR.
 #pragma once
 
+#include <signal.h>
 #include <sys/types.h>
 
 #include <cstddef>
@@ -42,6 +43,15 @@ std::pair<UniqueFd, UniqueFd> make_socketpair(int type);
 
 void set_nonblocking(int fd, bool on);
 
+// Sets or clears FD_CLOEXEC: what crosses an exec is chosen descriptor by descriptor, in the
+// child just before it. No allocation (safe between fork and exec).
+void set_cloexec(int fd, bool on) noexcept;
+
+// Reads until `size` bytes arrived or the stream ended (EOF, or ECONNRESET: a peer that is gone
+// ended it too), retrying EINTR. Returns the count read: less than `size` only at the end.
+// Works on sockets and pipes. Throws std::system_error for another error.
+std::size_t read_exact(int fd, void* data, std::size_t size);
+
 // Writes everything or throws std::system_error (EPIPE included; SIGPIPE is never raised).
 void write_all(int fd, const void* data, std::size_t size);
 
@@ -58,9 +68,9 @@ bool send_fds(int sock, const void* data, std::size_t size, std::span<const int>
               bool wait = true);
 ssize_t recv_fds(int sock, void* data, std::size_t size, std::vector<int>& fds, int flags);
 
-// In a new child: die when the process that forked it dies (PR_SET_PDEATHSIG), and exit at once
-// if that already happened between fork and here.
-void die_with_parent(pid_t expected_parent) noexcept;
+// In a new child: get `sig` when the process that forked it dies (PR_SET_PDEATHSIG; it survives
+// an exec), and exit at once if that already happened between fork and here.
+void die_with_parent(pid_t expected_parent, int sig = SIGKILL) noexcept;
 
 // Writes `head` then `body` with sendmsg (one call unless the kernel takes them in parts),
 // MSG_NOSIGNAL. Throws BrokenPipeError (naming `what`) when the peer is gone (EPIPE,

@@ -15,6 +15,7 @@
 // Thread safety: plain functions and values; no shared state.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <optional>
@@ -50,6 +51,21 @@ struct FrameHeader {
   std::uint64_t aux = 0;
 };
 static_assert(sizeof(FrameHeader) == kFrameHeaderSize);
+static_assert(offsetof(FrameHeader, kind) == 3 && offsetof(FrameHeader, length) == 4 &&
+                  offsetof(FrameHeader, task_id) == 8 && offsetof(FrameHeader, aux) == 16,
+              "FrameHeader must match the wire table above");
+
+// Fields of an encoded frame, read or written in place; `frame` holds at least the header.
+// For a frame that may not parse (its task id names the task an error answers) and for a
+// field set after the frame was built.
+inline std::uint64_t frame_task_id(std::span<const char> frame) noexcept {
+  std::uint64_t id;
+  std::memcpy(&id, frame.data() + offsetof(FrameHeader, task_id), sizeof id);
+  return id;
+}
+inline void set_frame_aux(std::span<char> frame, std::uint64_t aux) noexcept {
+  std::memcpy(frame.data() + offsetof(FrameHeader, aux), &aux, sizeof aux);
+}
 
 // Parses and validates the header at the front of `bytes`. Returns nullopt if fewer than
 // kFrameHeaderSize bytes are present. Throws SerializationError for a bad magic, version or

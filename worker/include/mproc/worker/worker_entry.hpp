@@ -4,9 +4,10 @@
 //   fork        the pool forks a zygote; the zygote forks workers that run the loop directly.
 //   forkserver  the fork server (forked by mproc::init) forks the pool's zygote; same after.
 //   spawn       the pool forks a zygote; the zygote forks a child that execs /proc/self/exe with
-//               MPROC_SPAWN_WORKER in its environment, and mproc::init in that fresh program
-//               turns it into a worker. Only the worker's socket and the progress memfd cross
-//               the exec (their CLOEXEC is cleared in the child, just before it).
+//               MPROC_SPAWN_WORKER in its environment (runtime/exec_bootstrap.hpp), and
+//               mproc::init in that fresh program turns it into a worker. Only the worker's
+//               socket, the progress memfd and the bootstrap socket cross the exec (their
+//               CLOEXEC is cleared in the child, just before it).
 //
 // Thread safety: start_zygote may be called from any thread.
 #pragma once
@@ -22,7 +23,7 @@
 namespace mproc::detail {
 
 // Everything a worker needs to know, as plain bytes: it crosses to the fork server in a
-// datagram and to a spawned worker in its environment.
+// datagram and to a spawned worker in its exec bootstrap message.
 struct WorkerSpec {
   std::uint64_t maxtasks = 0;
   std::uint64_t max_frame_bytes = 0;
