@@ -77,7 +77,7 @@ case "${1:-}" in
     rm -rf "$ROOT/build/prefix" "$ROOT/build/consumer"
     cmake --install "$ROOT/build/release" --prefix "$ROOT/build/prefix" >/dev/null
     # Only what mproc.hpp reaches is installed: no internals of the worker module, no fork server.
-    for internal in mproc/worker mproc/runtime/forkserver.hpp mproc/runtime/detail/forkserver.hpp; do
+    for internal in mproc/worker mproc/runtime/detail/forkserver.hpp mproc/runtime/detail/process_table.hpp; do
       if [ -e "$ROOT/build/prefix/include/$internal" ]; then
         echo "installed an internal header: $internal" >&2
         exit 1

@@ -10,10 +10,10 @@
 #include <cstring>
 #include <mproc/connection.hpp>
 #include <mproc/errors.hpp>
-#include <mproc/runtime/fd.hpp>
-#include <mproc/serialize/frame.hpp>
-#include <mproc/serialize/frame_reader.hpp>
-#include <mproc/serialize/stream_frame.hpp>
+#include <mproc/runtime/detail/fd.hpp>
+#include <mproc/serialize/detail/frame.hpp>
+#include <mproc/serialize/detail/frame_reader.hpp>
+#include <mproc/serialize/detail/stream_frame.hpp>
 #include <string>
 #include <vector>
 

@@ -274,8 +274,11 @@ TEST_F(Parity, VectorOfTenProcesses) {
 namespace named_demo {
 struct Worker : mproc::Process {
   void run() override {}
+  template <class A>
+  void serialize(A&) {}
 };
 }  // namespace named_demo
+MPROC_REGISTER_PROCESS(named_demo::Worker);
 
 namespace {
 

@@ -15,7 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mproc/mproc.hpp>
-#include <mproc/runtime/forkserver.hpp>
+#include <mproc/runtime/detail/forkserver.hpp>
 #include <random>
 #include <set>
 #include <string>

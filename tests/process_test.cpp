@@ -16,7 +16,7 @@
 #include <mproc/logging.hpp>
 #include <mproc/process.hpp>
 #include <mproc/queue.hpp>
-#include <mproc/runtime/fd.hpp>
+#include <mproc/runtime/detail/fd.hpp>
 #include <mproc/start_method.hpp>
 #include <sstream>
 #include <string>
@@ -336,7 +336,7 @@ TEST_P(ProcessTest, DaemonReportsItself) {
 INSTANTIATE_TEST_SUITE_P(StartMethods, ProcessTest, ::testing::Values("fork", "spawn"),
                          [](const auto& info) { return std::string(info.param); });
 
-// ---- subclassing (fork only: run() cannot cross an exec) ----------------------------------
+// ---- subclassing ------------------------------------------------------------------------------
 
 struct Adder : mproc::Process {
   Adder(mproc::Connection<int> out, int a, int b) : out_(std::move(out)), a_(a), b_(b) {}
@@ -356,13 +356,64 @@ TEST(ProcessSubclass, RunOverriddenUnderFork) {
   EXPECT_EQ(p.exitcode(), 0);
 }
 
-TEST(ProcessSubclass, SpawnRefusesASubclassAtStart) {
+TEST(ProcessSubclass, SpawnRefusesAnUnregisteredSubclassAndSaysHowToRegister) {
   mproc::set_start_method("spawn");
   auto [r, w] = mproc::Pipe<int>(false);
   Adder p(w, 1, 2);
-  EXPECT_THROW(p.start(), mproc::ProcessError);
+  try {
+    p.start();
+    ADD_FAILURE() << "an unregistered subclass started under spawn";
+  } catch (const mproc::ProcessError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("MPROC_REGISTER_PROCESS("), std::string::npos) << what;
+    EXPECT_NE(what.find("Adder)"), std::string::npos) << what;
+  }
   mproc::set_start_method("fork");
 }
+
+}  // namespace
+
+// A subclass that crosses an exec (Python pickles the Process object): its members, a
+// Connection among them, are saved in the parent and loaded in the new program.
+struct Multiplier : mproc::Process {
+  Multiplier() = default;
+  Multiplier(mproc::Connection<std::string> out, int a, int b)
+      : out_(std::move(out)), a_(a), b_(b) {}
+  void run() override {
+    out_.send(mproc::current_process().name() + " " + name() + " " + std::to_string(a_ * b_) + " " +
+              std::to_string(::getpid()));
+  }
+  template <class A>
+  void serialize(A& ar) {
+    ar(out_, a_, b_);
+  }
+  mproc::Connection<std::string> out_;
+  int a_ = 0, b_ = 0;
+};
+MPROC_REGISTER_PROCESS(Multiplier);
+
+namespace {
+
+class RegisteredSubclass : public ::testing::TestWithParam<const char*> {
+ protected:
+  void TearDown() override { mproc::set_start_method("fork"); }
+};
+
+TEST_P(RegisteredSubclass, CrossesTheExecWithItsMembersAndName) {
+  mproc::set_start_method(GetParam());
+  auto [r, w] = mproc::Pipe<std::string>(false);
+  Multiplier p(w, 6, 7);
+  p.name("multiplier");
+  p.start();
+  ASSERT_TRUE(r.poll(kLimit)) << "no message from the subclass's run()";
+  EXPECT_EQ(r.recv(), "multiplier multiplier 42 " + std::to_string(p.pid()));
+  ASSERT_TRUE(joined(p));
+  EXPECT_EQ(p.exitcode(), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(StartMethods, RegisteredSubclass,
+                         ::testing::Values("fork", "forkserver", "spawn"),
+                         [](const auto& info) { return std::string(info.param); });
 
 TEST(ProcessSubclass, NoTargetDoesNothing) {
   mproc::Process p;

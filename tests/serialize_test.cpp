@@ -7,10 +7,10 @@
 #include <fstream>
 #include <map>
 #include <mproc/pool.hpp>
-#include <mproc/serialize/callable.hpp>
-#include <mproc/serialize/eh_frame_hdr.hpp>
-#include <mproc/serialize/exception_wire.hpp>
-#include <mproc/serialize/frame.hpp>
+#include <mproc/serialize/detail/callable.hpp>
+#include <mproc/serialize/detail/eh_frame_hdr.hpp>
+#include <mproc/serialize/detail/exception_wire.hpp>
+#include <mproc/serialize/detail/frame.hpp>
 #include <optional>
 #include <span>
 #include <stdexcept>

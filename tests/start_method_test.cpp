@@ -11,7 +11,7 @@
 #include <fstream>
 #include <map>
 #include <mproc/mproc.hpp>
-#include <mproc/worker/worker_entry.hpp>
+#include <mproc/worker/detail/worker_entry.hpp>
 #include <mutex>
 #include <string>
 #include <thread>

@@ -3,9 +3,9 @@
 #include <benchmark/benchmark.h>
 
 #include <mproc/pool/detail/tasks.hpp>
-#include <mproc/serialize/callable.hpp>
-#include <mproc/serialize/frame.hpp>
-#include <mproc/serialize/wire_archive.hpp>
+#include <mproc/serialize/detail/callable.hpp>
+#include <mproc/serialize/detail/frame.hpp>
+#include <mproc/serialize/detail/wire_archive.hpp>
 
 #include <numeric>
 #include <span>

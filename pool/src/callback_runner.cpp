@@ -2,7 +2,7 @@
 
 #include "mproc/logging.hpp"
 #include "mproc/pool/async_result.hpp"
-#include "mproc/runtime/before_fork.hpp"
+#include "mproc/runtime/detail/before_fork.hpp"
 
 namespace mproc::detail {
 

@@ -1,6 +1,6 @@
 // The process pool's engine: construction, the callers' side, the I/O thread and shutdown.
 // The rest of Coordinator::Impl is in coordinator_workers.cpp and coordinator_tasks.cpp.
-#include "mproc/pool/detail/coordinator.hpp"
+#include "coordinator.hpp"
 
 #include <signal.h>
 #include <sys/socket.h>
@@ -10,9 +10,9 @@
 #include "coordinator_impl.hpp"
 #include "mproc/logging.hpp"
 #include "mproc/process_info.hpp"
-#include "mproc/runtime/before_fork.hpp"
-#include "mproc/runtime/owner.hpp"
-#include "mproc/worker/worker_entry.hpp"
+#include "mproc/runtime/detail/before_fork.hpp"
+#include "mproc/runtime/detail/owner.hpp"
+#include "mproc/worker/detail/worker_entry.hpp"
 
 namespace mproc::detail {
 
@@ -47,7 +47,7 @@ Coordinator::Impl::Impl(const PoolOptions& o)
       zygote_pid_.store(zygote_.pid());
       control_ = std::make_unique<asio::posix::stream_descriptor>(io_, zygote_.control_fd());
       watch_zygote();
-      for (std::size_t i = 0; i < nproc_; ++i) try_spawn_worker();
+      for (std::size_t i = 0; i < nproc_; ++i) start_worker();
       progress_->close_fd();
     } catch (...) {
       if (progress_) progress_->close_fd();
@@ -289,6 +289,10 @@ std::vector<pid_t> Coordinator::worker_pids() const {
 }
 pid_t Coordinator::zygote_pid() const noexcept {
   return impl_->zygote_pid();
+}
+
+std::shared_ptr<PoolEngine> make_process_engine(const PoolOptions& options) {
+  return std::make_shared<Coordinator>(options);
 }
 
 }  // namespace mproc::detail

@@ -17,11 +17,11 @@
 #include <thread>
 #include <vector>
 
-#include "mproc/pool/detail/coordinator.hpp"
+#include "coordinator.hpp"
 #include "mproc/pool/detail/engine_state.hpp"
-#include "mproc/runtime/fd.hpp"
-#include "mproc/worker/detail/zygote.hpp"
+#include "mproc/runtime/detail/fd.hpp"
 #include "mproc/start_method.hpp"
+#include "mproc/worker/detail/zygote.hpp"
 #include "progress_slots.hpp"
 #include "spawn_backoff.hpp"
 #include "worker_life.hpp"
@@ -44,7 +44,7 @@ struct Worker {
   UniqueFd pidfd;
   int pending_signal = 0;  // asked for before the zygote reported the worker's pidfd
   int status = 0;          // its wait status, once reaped
-  unsigned slot = ProgressSlots::kNoSlot;  // its WorkerProgress slot
+  unsigned slot = ProgressSlots::kNoSlot;  // its WorkerTaskCounters slot
   // What it said.
   bool init_acked = true;
   bool announced_retire = false;  // sent kRetiring: nothing behind its last result started
@@ -106,8 +106,8 @@ class Coordinator::Impl {
 
   // ---- coordinator_workers.cpp: starting workers, the zygote's reports, deaths
   void publish_pids();
-  void try_spawn_worker();
-  bool spawn_worker() noexcept;
+  void start_worker();
+  bool start_replacement_worker() noexcept;
   void replenish();
   void spawn_failed(std::string why) noexcept;
   void break_pool(const std::string& msg);

@@ -6,7 +6,7 @@
 #include "coordinator_impl.hpp"
 #include "mproc/logging.hpp"
 #include "mproc/pool/detail/dispatch_policy.hpp"
-#include "mproc/serialize/exception_wire.hpp"
+#include "mproc/serialize/detail/exception_wire.hpp"
 
 namespace mproc::detail {
 
@@ -90,7 +90,7 @@ void Coordinator::Impl::dispatch() {
   }
   if (successors == 0) return;
   for (std::size_t i = 0; i < successors && !respawn_timer_armed_; ++i) {
-    if (!spawn_worker()) break;  // the retry timer replaces it when it has exited
+    if (!start_replacement_worker()) break;  // the retry timer replaces it when it has exited
   }
   if (!pending_.empty()) dispatch();  // the successors have room
 }
@@ -160,7 +160,7 @@ std::size_t Coordinator::Impl::parse_frames(const WorkerPtr& w) {
       get_logger()->debug("{} (pid {}) is over its memory cap; replacing it", w->name, w->pid);
       w->announced_retire = true;
       if (w->life.retire() && !shutting_down_ && !zygote_lost_ && !respawn_timer_armed_) {
-        spawn_worker();
+        start_replacement_worker();
       }
       continue;
     }
@@ -187,7 +187,6 @@ std::size_t Coordinator::Impl::parse_frames(const WorkerPtr& w) {
     }
     ++completed;
   }
-  w->link.rewind_if_empty();
   return completed;
 }
 

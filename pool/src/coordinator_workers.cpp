@@ -23,7 +23,7 @@ void Coordinator::Impl::publish_pids() {
 }
 
 // Asks the zygote for a worker. Throws when its socket cannot be made (EMFILE, ENFILE).
-void Coordinator::Impl::try_spawn_worker() {
+void Coordinator::Impl::start_worker() {
   auto [mine, theirs] = make_socketpair(SOCK_STREAM);
   set_nonblocking(mine.get(), true);
   const std::uint64_t serial = ++spawned_;
@@ -47,11 +47,11 @@ void Coordinator::Impl::try_spawn_worker() {
   if (!w->init_acked) flush(w);
 }
 
-// As try_spawn_worker, for a replacement: a failure schedules another attempt (or breaks the
+// As start_worker, for a replacement: a failure schedules another attempt (or breaks the
 // pool, see SpawnBackoff) instead of throwing. Returns false when it failed.
-bool Coordinator::Impl::spawn_worker() noexcept {
+bool Coordinator::Impl::start_replacement_worker() noexcept {
   try {
-    try_spawn_worker();
+    start_worker();
     return true;
   } catch (const std::exception& e) {
     spawn_failed(std::string("cannot start a worker: ") + e.what());
@@ -65,7 +65,7 @@ bool Coordinator::Impl::spawn_worker() noexcept {
 void Coordinator::Impl::replenish() {
   if (zygote_lost_ || broken_ || shutting_down_ || respawn_timer_armed_) return;
   while (active_workers() < nproc_) {
-    if (!spawn_worker()) return;
+    if (!start_replacement_worker()) return;
   }
 }
 

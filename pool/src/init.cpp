@@ -2,9 +2,9 @@
 
 #include "mproc/process.hpp"
 #include "mproc/process_info.hpp"
-#include "mproc/runtime/forkserver.hpp"
-#include "mproc/runtime/shm_named.hpp"
-#include "mproc/worker/worker_entry.hpp"
+#include "mproc/runtime/detail/forkserver.hpp"
+#include "mproc/runtime/detail/shm_named.hpp"
+#include "mproc/worker/detail/worker_entry.hpp"
 
 #ifdef MPROC_WITH_MPI
 #include "mproc/worker/detail/mpi_rank.hpp"

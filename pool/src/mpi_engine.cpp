@@ -26,8 +26,8 @@
 #include "mproc/mpi.hpp"
 #include "mproc/pool/detail/engine_state.hpp"
 #include "mproc/process_info.hpp"
-#include "mproc/serialize/exception_wire.hpp"
-#include "mproc/serialize/frame.hpp"
+#include "mproc/serialize/detail/exception_wire.hpp"
+#include "mproc/serialize/detail/frame.hpp"
 #include "mproc/worker/detail/mpi_rank.hpp"
 
 namespace mproc::detail {

@@ -1,4 +1,4 @@
-// progress_slots.hpp — the workers' progress counters (WorkerProgress), one slot per live
+// progress_slots.hpp — the workers' progress counters (WorkerTaskCounters), one slot per live
 // worker, in a memfd: forked workers inherit the mapping, the fork server's zygote and spawned
 // workers map the descriptor. After a worker dies, its slot says which of its tasks ran.
 //
@@ -8,8 +8,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "mproc/runtime/fd.hpp"
-#include "mproc/worker/worker_loop.hpp"
+#include "mproc/runtime/detail/fd.hpp"
+#include "mproc/worker/detail/worker_loop.hpp"
 
 namespace mproc::detail {
 
@@ -24,7 +24,7 @@ class ProgressSlots {
   ~ProgressSlots();
 
   unsigned count() const noexcept { return count_; }
-  WorkerProgress* data() const noexcept { return slots_; }
+  WorkerTaskCounters* data() const noexcept { return slots_; }
   // The memfd, for the zygote to inherit or map; close_fd() once the zygote has it.
   int fd() const noexcept { return fd_.get(); }
   void close_fd() noexcept { fd_.reset(); }
@@ -49,14 +49,14 @@ class ProgressSlots {
     std::uint64_t finished = 0;
   };
   Counts counts(unsigned slot) const noexcept {
-    const WorkerProgress& p = slots_[slot];
+    const WorkerTaskCounters& p = slots_[slot];
     return {p.started.load(std::memory_order_acquire), p.finished.load(std::memory_order_acquire)};
   }
 
  private:
   unsigned count_;
   UniqueFd fd_;
-  WorkerProgress* slots_ = nullptr;
+  WorkerTaskCounters* slots_ = nullptr;
   std::vector<unsigned> free_;
 };
 

@@ -68,26 +68,10 @@ WorkerLink::Write WorkerLink::write_some() {
 }
 
 WorkerLink::Fill WorkerLink::fill() {
-  if (rend_ == rbuf_.size()) {
-    if (rbeg_ > 0) {
-      std::memmove(rbuf_.data(), rbuf_.data() + rbeg_, rend_ - rbeg_);
-      rend_ -= rbeg_;
-      rbeg_ = 0;
-    } else {
-      rbuf_.resize(rbuf_.size() * 2);
-    }
-  }
-  for (;;) {
-    const ssize_t n = ::recv(fd(), rbuf_.data() + rend_, rbuf_.size() - rend_, MSG_DONTWAIT);
-    if (n == 0) return Fill::kEnded;
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) return Fill::kEnded;
-      return Fill::kWouldBlock;
-    }
-    rend_ += static_cast<std::size_t>(n);
-    return Fill::kData;
-  }
+  const ssize_t n = reader_.read_from(fd(), MSG_DONTWAIT);
+  if (n > 0) return Fill::kData;
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Fill::kWouldBlock;
+  return Fill::kEnded;  // EOF, or an error (ENOMEM growing the buffer): the worker is done
 }
 
 }  // namespace mproc::detail

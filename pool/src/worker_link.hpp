@@ -11,7 +11,6 @@
 
 #include <asio.hpp>
 #include <cstddef>
-#include <cstring>
 #include <deque>
 #include <memory>
 #include <optional>
@@ -19,7 +18,8 @@
 
 #include "mproc/errors.hpp"
 #include "mproc/pool/detail/engine.hpp"
-#include "mproc/serialize/frame.hpp"
+#include "mproc/serialize/detail/frame.hpp"
+#include "mproc/serialize/detail/frame_reader.hpp"
 
 namespace mproc::detail {
 
@@ -93,37 +93,20 @@ class WorkerLink {
   // Reads what is available (one recv) into the buffer.
   Fill fill();
 
-  struct Frame {
-    FrameHeader header;
-    std::span<const char> payload;  // valid until the next fill()
-  };
+  using Frame = FrameReader::Frame;  // its payload is valid until the next fill()
   // The next complete frame in the buffer, or nullopt (more bytes needed). Throws
   // SerializationError for a corrupt frame or one a worker never sends.
   std::optional<Frame> next_frame(std::size_t max_frame_bytes) {
-    std::optional<FrameHeader> h =
-        parse_frame_header({rbuf_.data() + rbeg_, rend_ - rbeg_}, max_frame_bytes);
-    if (!h) return std::nullopt;
-    if (h->kind != FrameKind::kResultOk && h->kind != FrameKind::kResultErr &&
-        h->kind != FrameKind::kRetiring) {
+    reader_.set_max_payload(max_frame_bytes);
+    std::optional<Frame> f = reader_.peek();
+    if (!f) return std::nullopt;
+    const FrameKind kind = f->header.kind;
+    if (kind != FrameKind::kResultOk && kind != FrameKind::kResultErr &&
+        kind != FrameKind::kRetiring) {
       throw SerializationError("corrupt frame from worker: unexpected kind");
     }
-    const std::size_t need = kFrameHeaderSize + h->length;
-    if (rend_ - rbeg_ < need) {
-      if (rbuf_.size() - rbeg_ < need) {  // room for a large frame, allocated once
-        std::memmove(rbuf_.data(), rbuf_.data() + rbeg_, rend_ - rbeg_);
-        rend_ -= rbeg_;
-        rbeg_ = 0;
-        if (rbuf_.size() < need) rbuf_.resize(need);
-      }
-      return std::nullopt;
-    }
-    const std::span<const char> payload(rbuf_.data() + rbeg_ + kFrameHeaderSize, h->length);
-    rbeg_ += need;
-    return Frame{*h, payload};
-  }
-  // After a batch of frames: an empty buffer starts again at its beginning.
-  void rewind_if_empty() noexcept {
-    if (rbeg_ == rend_) rbeg_ = rend_ = 0;
+    reader_.pop(*f);
+    return f;
   }
   // An async wait for readability is armed (only one at a time).
   bool reading = false;
@@ -137,8 +120,7 @@ class WorkerLink {
   std::size_t preamble_off_ = 0;
   Bytes ctrl_;  // control frames (kCancel), written between task frames
   std::size_t ctrl_off_ = 0;
-  Bytes rbuf_ = Bytes(1 << 16);
-  std::size_t rbeg_ = 0, rend_ = 0;
+  FrameReader reader_{kDefaultMaxFrameBytes};
 };
 
 }  // namespace mproc::detail

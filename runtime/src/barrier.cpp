@@ -4,7 +4,7 @@
 #include <new>
 #include <typeinfo>
 
-#include "mproc/serialize/callable.hpp"
+#include "mproc/serialize/detail/callable.hpp"
 #include "sync_internal.hpp"
 
 namespace mproc {

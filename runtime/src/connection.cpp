@@ -9,7 +9,7 @@
 #include <cstring>
 #include <system_error>
 
-#include "mproc/serialize/stream_frame.hpp"
+#include "mproc/serialize/detail/stream_frame.hpp"
 
 namespace mproc::detail {
 namespace {

@@ -1,4 +1,4 @@
-#include "mproc/runtime/exec_bootstrap.hpp"
+#include "mproc/runtime/detail/exec_bootstrap.hpp"
 
 #include <sys/socket.h>
 #include <unistd.h>

@@ -1,4 +1,4 @@
-#include "mproc/runtime/exec_env.hpp"
+#include "mproc/runtime/detail/exec_env.hpp"
 
 #include <cstring>
 

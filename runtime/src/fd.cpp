@@ -1,4 +1,4 @@
-#include "mproc/runtime/fd.hpp"
+#include "mproc/runtime/detail/fd.hpp"
 
 #include <fcntl.h>
 #include <poll.h>

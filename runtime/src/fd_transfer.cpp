@@ -1,4 +1,4 @@
-#include "mproc/runtime/fd_transfer.hpp"
+#include "mproc/runtime/detail/fd_transfer.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>

@@ -1,4 +1,4 @@
-#include "mproc/runtime/forkserver.hpp"
+#include "mproc/runtime/detail/forkserver.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -25,10 +25,10 @@
 #include "mproc/errors.hpp"
 #include "mproc/logging.hpp"
 #include "mproc/process_info.hpp"
-#include "mproc/runtime/before_fork.hpp"
-#include "mproc/runtime/exec_bootstrap.hpp"
-#include "mproc/runtime/fd.hpp"
-#include "mproc/runtime/owner.hpp"
+#include "mproc/runtime/detail/before_fork.hpp"
+#include "mproc/runtime/detail/exec_bootstrap.hpp"
+#include "mproc/runtime/detail/fd.hpp"
+#include "mproc/runtime/detail/owner.hpp"
 
 namespace mproc::detail {
 namespace {

@@ -16,7 +16,7 @@
 #include <string>
 
 #include "mproc/errors.hpp"
-#include "mproc/runtime/shm_named.hpp"
+#include "mproc/runtime/detail/shm_named.hpp"
 
 namespace mproc::detail {
 namespace {

@@ -1,4 +1,4 @@
-#include "mproc/runtime/owner.hpp"
+#include "mproc/runtime/detail/owner.hpp"
 
 #include <pthread.h>
 #include <unistd.h>

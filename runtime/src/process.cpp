@@ -12,9 +12,9 @@
 #include <system_error>
 #include <typeinfo>
 
-#include "mproc/runtime/before_fork.hpp"
-#include "mproc/runtime/owner.hpp"
-#include "mproc/runtime/process_table.hpp"
+#include "mproc/runtime/detail/before_fork.hpp"
+#include "mproc/runtime/detail/owner.hpp"
+#include "mproc/runtime/detail/process_table.hpp"
 #include "mproc/start_method.hpp"
 
 namespace mproc {

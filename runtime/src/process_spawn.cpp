@@ -21,10 +21,12 @@
 
 #include "mproc/logging.hpp"
 #include "mproc/process.hpp"
-#include "mproc/runtime/before_fork.hpp"
-#include "mproc/runtime/exec_bootstrap.hpp"
-#include "mproc/runtime/process_table.hpp"
-#include "mproc/serialize/frame.hpp"
+#include "mproc/runtime/detail/before_fork.hpp"
+#include "mproc/runtime/detail/exec_bootstrap.hpp"
+#include "mproc/runtime/detail/fd_transfer.hpp"
+#include "mproc/runtime/detail/process_table.hpp"
+#include "mproc/serialize/detail/exception_wire.hpp"
+#include "mproc/serialize/detail/frame.hpp"
 #include "mproc/start_method.hpp"
 
 namespace mproc {
@@ -39,11 +41,12 @@ struct Bootstrap {
   std::int32_t parent_pid = 0;
   std::int32_t log_level = 6;
   std::vector<int> fds;
-  std::vector<char> payload;
+  std::vector<char> payload;  // the encoded target, or the saved subclass object
+  std::string subclass = {};  // a registered subclass's type name; empty: payload is a target
 
   template <class A>
   void serialize(A& ar) {
-    ar(name, identity, parent_name, daemon, parent_pid, log_level, fds, payload);
+    ar(name, identity, parent_name, daemon, parent_pid, log_level, fds, payload, subclass);
   }
 };
 
@@ -63,15 +66,24 @@ detail::Bytes encode_bootstrap(Bootstrap& b) {
 
 void Process::start_spawn() {
   detail::require_start_method(StartMethod::kSpawn);
-  if (target_.empty() && typeid(*this) != typeid(Process)) {
-    throw ProcessError(
-        "a Process subclass that overrides run() cannot be started with the spawn or forkserver "
-        "start method (run() cannot cross an exec): pass a target, Process(target, args...)");
-  }
   Bootstrap b{name_,   identity_,  current_process().name(),
               daemon_, ::getpid(), static_cast<std::int32_t>(get_logger()->level()),
               {},      target_};
-  b.fds = target_fds_;
+  std::vector<int> fds = target_fds_;
+  if (target_.empty() && typeid(*this) != typeid(Process)) {
+    const detail::ProcessClass* cls = detail::find_process_class(typeid(*this).name());
+    if (cls == nullptr) {
+      throw ProcessError(
+          "a Process subclass that overrides run() must be registered to start with the spawn or "
+          "forkserver start method (its object crosses an exec): add MPROC_REGISTER_PROCESS(" +
+          detail::demangle(typeid(*this).name()) +
+          ") and a cereal serialize() of its members, or pass a target, Process(target, args...)");
+    }
+    detail::FdCollector collect(fds);  // Connections and Queues among its members
+    cls->save(*this, b.payload);
+    b.subclass = typeid(*this).name();
+  }
+  b.fds = fds;
   const detail::Bytes msg = encode_bootstrap(b);
 
   int ep[2];
@@ -80,7 +92,7 @@ void Process::start_spawn() {
 
   // Everything the child needs is built before the fork: it only execs.
   detail::ExecBootstrap boot(kEnv, "mproc-spawn-process");
-  std::vector<int> keep = target_fds_;
+  std::vector<int> keep = fds;
   keep.push_back(boot.child_fd());
   keep.push_back(err_w.get());
   const pid_t parent = ::getpid();
@@ -92,7 +104,7 @@ void Process::start_spawn() {
   if (pid == 0) {
     detail::close_fds_except(keep);
     if (daemon) detail::die_with_parent(parent, SIGTERM);
-    boot.exec(target_fds_);
+    boot.exec(fds);
     const int e = errno;
     [[maybe_unused]] ssize_t w = ::write(err_w.get(), &e, sizeof e);
     ::_exit(127);
@@ -145,7 +157,15 @@ void enter_if_spawned_process(int argc, char** argv) {
       [](void* p) {
         Bootstrap& b = *static_cast<Run*>(p)->b;
         FdAdopter adopt(b.fds);
-        run_target(b.payload);
+        if (b.subclass.empty()) {
+          run_target(b.payload);
+          return;
+        }
+        const ProcessClass* cls = find_process_class(b.subclass);
+        if (cls == nullptr) throw ProcessError("spawned Process: unknown subclass " + b.subclass);
+        std::unique_ptr<Process> self = cls->load(b.payload);
+        self->name(b.name);
+        self->run();
       },
       &run);
   child_exit(code);

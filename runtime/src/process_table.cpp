@@ -1,4 +1,4 @@
-#include "mproc/runtime/process_table.hpp"
+#include "mproc/runtime/detail/process_table.hpp"
 
 #include <cxxabi.h>
 #include <pthread.h>
@@ -23,7 +23,7 @@
 #include "mproc/logging.hpp"
 #include "mproc/process.hpp"
 #include "mproc/process_info.hpp"
-#include "mproc/runtime/owner.hpp"
+#include "mproc/runtime/detail/owner.hpp"
 
 namespace mproc::detail {
 namespace {

@@ -1,6 +1,6 @@
 #include "mproc/queue.hpp"
 
-#include "mproc/serialize/frame.hpp"
+#include "mproc/serialize/detail/frame.hpp"
 
 #include <linux/futex.h>
 #include <poll.h>

@@ -1,6 +1,6 @@
 // Arenas of shared memory (memfd + MAP_SHARED), a bump allocator over them, and re-opening an
 // arena named by a handle in another process (see shm_arena.hpp).
-#include "mproc/runtime/shm_arena.hpp"
+#include "mproc/runtime/detail/shm_arena.hpp"
 
 #include <fcntl.h>
 #include <pthread.h>

@@ -46,8 +46,8 @@
 #include <vector>
 
 #include "mproc/errors.hpp"
-#include "mproc/runtime/owner.hpp"
-#include "mproc/runtime/shm_named.hpp"
+#include "mproc/runtime/detail/owner.hpp"
+#include "mproc/runtime/detail/shm_named.hpp"
 
 extern char** environ;
 

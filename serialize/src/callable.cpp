@@ -1,6 +1,6 @@
-#include "mproc/serialize/callable.hpp"
+#include "mproc/serialize/detail/callable.hpp"
 
-#include "mproc/serialize/eh_frame_hdr.hpp"
+#include "mproc/serialize/detail/eh_frame_hdr.hpp"
 
 #include <elf.h>
 #include <fcntl.h>

@@ -1,4 +1,4 @@
-#include "mproc/serialize/exception_wire.hpp"
+#include "mproc/serialize/detail/exception_wire.hpp"
 
 #include <cxxabi.h>
 

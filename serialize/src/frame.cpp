@@ -1,4 +1,4 @@
-#include "mproc/serialize/frame.hpp"
+#include "mproc/serialize/detail/frame.hpp"
 
 namespace mproc::detail {
 

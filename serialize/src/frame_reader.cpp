@@ -1,4 +1,4 @@
-#include "mproc/serialize/frame_reader.hpp"
+#include "mproc/serialize/detail/frame_reader.hpp"
 
 #include <sys/socket.h>
 

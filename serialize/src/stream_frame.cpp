@@ -1,4 +1,4 @@
-#include "mproc/serialize/stream_frame.hpp"
+#include "mproc/serialize/detail/stream_frame.hpp"
 
 #include <cstdint>
 #include <cstring>

@@ -11,7 +11,7 @@
 #include <typeinfo>
 
 #include "fuzz_common.hpp"
-#include "mproc/serialize/exception_wire.hpp"
+#include "mproc/serialize/detail/exception_wire.hpp"
 
 namespace d = mproc::detail;
 using mproc_fuzz::fail;

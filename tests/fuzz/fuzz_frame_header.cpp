@@ -10,8 +10,8 @@
 #include <exception>
 
 #include "fuzz_common.hpp"
-#include "mproc/serialize/exception_wire.hpp"
-#include "mproc/serialize/frame.hpp"
+#include "mproc/serialize/detail/exception_wire.hpp"
+#include "mproc/serialize/detail/frame.hpp"
 
 namespace d = mproc::detail;
 using mproc_fuzz::fail;

@@ -26,7 +26,7 @@
 #include <variant>
 #include <vector>
 
-#include "mproc/serialize/callable.hpp"
+#include "mproc/serialize/detail/callable.hpp"
 
 namespace mproc_fuzz {
 

@@ -15,7 +15,7 @@
 #include "fuzz_common.hpp"
 #include "fuzz_types.hpp"
 #include "mproc/pool/detail/tasks.hpp"
-#include "mproc/serialize/exception_wire.hpp"
+#include "mproc/serialize/detail/exception_wire.hpp"
 
 namespace d = mproc::detail;
 using mproc_fuzz::fail;

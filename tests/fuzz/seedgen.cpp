@@ -10,8 +10,8 @@
 #include <system_error>
 
 #include "fuzz_types.hpp"
-#include "mproc/serialize/exception_wire.hpp"
-#include "mproc/serialize/frame.hpp"
+#include "mproc/serialize/detail/exception_wire.hpp"
+#include "mproc/serialize/detail/frame.hpp"
 
 namespace d = mproc::detail;
 namespace fs = std::filesystem;

@@ -1,6 +1,7 @@
-// An mproc object acts only in the process that made it (runtime/include/mproc/runtime/owner.hpp):
-// exit() in a task or a Process target, and the program's own fork(), leave the owner's pools,
-// Manager and Processes untouched; using a copy is an error that names the owner.
+// An mproc object acts only in the process that made it
+// (runtime/include/mproc/runtime/detail/owner.hpp): exit() in a task or a Process target, and the
+// program's own fork(), leave the owner's pools, Manager and Processes untouched; using a copy is
+// an error that names the owner.
 #include <gtest/gtest.h>
 
 #include <regex>

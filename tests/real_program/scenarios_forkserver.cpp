@@ -14,7 +14,7 @@
 #include <thread>
 
 #include <mproc/pool.hpp>
-#include <mproc/runtime/forkserver.hpp>
+#include <mproc/runtime/detail/forkserver.hpp>
 
 #include "scenario.hpp"
 

@@ -13,9 +13,9 @@
 #include "mproc/errors.hpp"
 #include "mproc/logging.hpp"
 #include "mproc/process_info.hpp"
-#include "mproc/serialize/exception_wire.hpp"
-#include "mproc/serialize/frame.hpp"
-#include "mproc/worker/worker_loop.hpp"
+#include "mproc/serialize/detail/exception_wire.hpp"
+#include "mproc/serialize/detail/frame.hpp"
+#include "mproc/worker/detail/worker_loop.hpp"
 
 namespace mproc::detail::mpi_rank {
 namespace {

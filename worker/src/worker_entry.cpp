@@ -1,4 +1,4 @@
-#include "mproc/worker/worker_entry.hpp"
+#include "mproc/worker/detail/worker_entry.hpp"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -21,10 +21,10 @@
 #include "mproc/logging.hpp"
 #include "mproc/process.hpp"
 #include "mproc/process_info.hpp"
-#include "mproc/runtime/exec_bootstrap.hpp"
-#include "mproc/runtime/forkserver.hpp"
-#include "mproc/runtime/shm_named.hpp"
-#include "mproc/serialize/callable.hpp"
+#include "mproc/runtime/detail/exec_bootstrap.hpp"
+#include "mproc/runtime/detail/forkserver.hpp"
+#include "mproc/runtime/detail/shm_named.hpp"
+#include "mproc/serialize/detail/callable.hpp"
 
 namespace mproc::detail {
 namespace {
@@ -47,14 +47,14 @@ struct SpawnedWorker {
   }
 };
 
-WorkerProgress* map_progress(int fd, std::uint32_t nslots) {
-  void* p =
-      ::mmap(nullptr, nslots * sizeof(WorkerProgress), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+WorkerTaskCounters* map_progress(int fd, std::uint32_t nslots) {
+  void* p = ::mmap(nullptr, nslots * sizeof(WorkerTaskCounters), PROT_READ | PROT_WRITE, MAP_SHARED,
+                   fd, 0);
   if (p == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "mmap progress");
-  return static_cast<WorkerProgress*>(p);
+  return static_cast<WorkerTaskCounters*>(p);
 }
 
-[[noreturn]] void run_pool_worker(int fd, unsigned serial, unsigned slot, WorkerProgress* base,
+[[noreturn]] void run_pool_worker(int fd, unsigned serial, unsigned slot, WorkerTaskCounters* base,
                                   const WorkerSpec& spec, StartMethod method) {
   enter_worker_process(fd, worker_name_prefix(method) + std::to_string(serial));
   get_logger()->set_level(static_cast<spdlog::level::level_enum>(spec.log_level));
@@ -91,7 +91,7 @@ void forkserver_child(std::span<const char> data, std::span<const int> fds) {
   WorkerSpec spec;
   if (data.size() != sizeof spec || fds.size() != 2) ::_exit(2);
   std::memcpy(&spec, data.data(), sizeof spec);
-  WorkerProgress* base = nullptr;
+  WorkerTaskCounters* base = nullptr;
   try {
     base = map_progress(fds[1], spec.nslots);
   } catch (...) {
@@ -112,7 +112,7 @@ void enter_if_spawned_worker() {
   if (w->fd < 0) exec_bootstrap_corrupt(kSpawnEnv, "no worker socket");
   die_with_parent(w->zygote);  // the zygote may have died while we were exec'ing
   set_cloexec(w->fd, true);
-  WorkerProgress* base = nullptr;
+  WorkerTaskCounters* base = nullptr;
   if (w->progress_fd >= 0) {
     try {
       base = map_progress(w->progress_fd, w->spec.nslots);
@@ -137,7 +137,7 @@ std::string worker_name_prefix(StartMethod method) {
 }
 
 Zygote start_zygote(StartMethod method, const WorkerSpec& spec, int progress_fd,
-                    WorkerProgress* progress) {
+                    WorkerTaskCounters* progress) {
   require_start_method(method);
   switch (method) {
     case StartMethod::kFork:

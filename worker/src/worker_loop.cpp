@@ -1,4 +1,4 @@
-#include "mproc/worker/worker_loop.hpp"
+#include "mproc/worker/detail/worker_loop.hpp"
 
 #include <signal.h>
 #include <sys/resource.h>
@@ -13,11 +13,11 @@
 
 #include "mproc/logging.hpp"
 #include "mproc/process_info.hpp"
-#include "mproc/runtime/fd.hpp"
-#include "mproc/serialize/callable.hpp"
-#include "mproc/serialize/exception_wire.hpp"
-#include "mproc/serialize/frame.hpp"
-#include "mproc/serialize/frame_reader.hpp"
+#include "mproc/runtime/detail/fd.hpp"
+#include "mproc/serialize/detail/callable.hpp"
+#include "mproc/serialize/detail/exception_wire.hpp"
+#include "mproc/serialize/detail/frame.hpp"
+#include "mproc/serialize/detail/frame_reader.hpp"
 
 #if defined(__has_include)
 #if __has_include(<gcov.h>) && defined(MPROC_COVERAGE)

@@ -17,7 +17,7 @@
 #include <thread>
 
 #include "mproc/errors.hpp"
-#include "mproc/runtime/before_fork.hpp"
+#include "mproc/runtime/detail/before_fork.hpp"
 
 namespace mproc::detail {
 namespace {

@@ -36,7 +36,10 @@ class Context {
     return Pool(std::move(o));
   }
   ::mproc::Pool Pool(PoolOptions options) const {
-    if (mpi_) return ::mproc::Pool(detail::make_mpi_engine(options), options.terminate_on_destroy);
+    if (mpi_) {
+      return detail::PoolOverEngine::make(detail::make_mpi_engine(options),
+                                          options.terminate_on_destroy);
+    }
     options.start_method = method_;
     return ::mproc::Pool(options);
   }

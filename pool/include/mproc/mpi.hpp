@@ -80,7 +80,8 @@ class Pool : public ::mproc::Pool {
  public:
   explicit Pool(std::size_t processes = 0) : Pool(options_for(processes)) {}
   explicit Pool(const PoolOptions& options)
-      : ::mproc::Pool(detail::make_mpi_engine(options), options.terminate_on_destroy) {}
+      : ::mproc::Pool(detail::PoolOverEngine::make(detail::make_mpi_engine(options),
+                                                   options.terminate_on_destroy)) {}
 
  private:
   static PoolOptions options_for(std::size_t processes) {

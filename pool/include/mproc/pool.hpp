@@ -55,7 +55,6 @@
 
 #include "mproc/errors.hpp"
 #include "mproc/pool/async_result.hpp"
-#include "mproc/pool/detail/coordinator.hpp"
 #include "mproc/pool/detail/engine_state.hpp"
 #include "mproc/pool/detail/pool_api.hpp"
 #include "mproc/pool/detail/tasks.hpp"
@@ -66,6 +65,10 @@
 
 namespace mproc {
 
+namespace detail {
+struct PoolOverEngine;
+}  // namespace detail
+
 class Pool : public detail::PoolApi<Pool> {
   friend class detail::PoolApi<Pool>;
 
@@ -74,15 +77,9 @@ class Pool : public detail::PoolApi<Pool> {
   // 4096 throws std::invalid_argument (Python's ValueError) before any process is made.
   explicit Pool(std::size_t processes = 0) : Pool(make_options(processes)) {}
   explicit Pool(const PoolOptions& options)
-      : Pool(std::make_shared<detail::Coordinator>(checked(options)),
-             options.terminate_on_destroy) {
+      : Pool(detail::make_process_engine(checked(options)), options.terminate_on_destroy) {
     this->set_max_queued(options.max_queued, options.max_queued_timeout);
   }
-  // A pool over another engine (mproc::mpi::Pool, get_context("mpi").Pool()): the same type,
-  // the same calls and errors, whatever runs the frames.
-  Pool(std::shared_ptr<detail::PoolEngine> engine, bool terminate_on_destroy)
-      : coord_(std::move(engine)), terminate_on_destroy_(terminate_on_destroy) {}
-
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
   // Movable (return a Pool from a function, keep it in a std::optional or a struct): the pool,
@@ -94,7 +91,7 @@ class Pool : public detail::PoolApi<Pool> {
     if (this != &other) {
       finish();
       detail::PoolApi<Pool>::operator=(std::move(other));
-      coord_ = std::move(other.coord_);
+      engine_ = std::move(other.engine_);
       terminate_on_destroy_ = other.terminate_on_destroy_;
       owner_ = other.owner_;
     }
@@ -115,17 +112,25 @@ class Pool : public detail::PoolApi<Pool> {
   void terminate() { eng().terminate(); }
 
   // 0 for a moved-from Pool.
-  std::size_t processes() const noexcept { return coord_ ? coord_->processes() : 0; }
-  const std::shared_ptr<detail::CallbackRunner>& callback_runner() const noexcept {
-    static const std::shared_ptr<detail::CallbackRunner> none;
-    return coord_ ? coord_->callback_runner() : none;
-  }
+  std::size_t processes() const noexcept { return engine_ ? engine_->processes() : 0; }
   // Pids of the live workers (for tests and monitoring); the zygote's pid. Empty / 0 for a pool
   // whose workers are MPI ranks.
   std::vector<pid_t> worker_pids() const { return eng().worker_pids(); }
-  pid_t zygote_pid() const noexcept { return coord_ ? coord_->zygote_pid() : 0; }
+  pid_t zygote_pid() const noexcept { return engine_ ? engine_->zygote_pid() : 0; }
 
  private:
+  friend struct detail::PoolOverEngine;
+  // A pool over another engine (mproc::mpi::Pool, get_context("mpi").Pool()): the same type,
+  // the same calls and errors, whatever runs the frames. Built by detail::PoolOverEngine.
+  Pool(std::shared_ptr<detail::PoolEngine> engine, bool terminate_on_destroy)
+      : engine_(std::move(engine)), terminate_on_destroy_(terminate_on_destroy) {}
+
+  // The thread that runs this pool's callbacks (PoolApi gives it to each result).
+  const std::shared_ptr<detail::CallbackRunner>& callback_runner() const noexcept {
+    static const std::shared_ptr<detail::CallbackRunner> none;
+    return engine_ ? engine_->callback_runner() : none;
+  }
+
   static PoolOptions make_options(std::size_t processes) {
     PoolOptions o;
     o.processes = processes;
@@ -137,32 +142,32 @@ class Pool : public detail::PoolApi<Pool> {
   }
 
   detail::PoolEngine& eng() const {
-    if (!coord_) throw PoolStateError("use of a moved-from Pool");
-    return *coord_;
+    if (!engine_) throw PoolStateError("use of a moved-from Pool");
+    return *engine_;
   }
   // What the destructor does (and move assignment, to the pool it replaces).
   void finish() noexcept {
-    if (!coord_) return;   // moved from
+    if (!engine_) return;  // moved from
     if (!owner_.here()) {  // a copy in a fork child: the pool is the parent's (owner.hpp)
-      detail::abandon(coord_);
+      detail::abandon(engine_);
       return;
     }
     try {
-      if (terminate_on_destroy_ || coord_->terminated()) {
-        coord_->terminate();
+      if (terminate_on_destroy_ || engine_->terminated()) {
+        engine_->terminate();
       } else {
-        coord_->close();
-        coord_->join();
+        engine_->close();
+        engine_->join();
       }
     } catch (...) {
-      coord_->terminate();
+      engine_->terminate();
     }
-    coord_.reset();
+    engine_.reset();
   }
   void cancel_queued() { eng().cancel_queued(); }
 
   void set_canceller(detail::StateBase& s, std::vector<std::uint64_t> ids) {
-    s.set_canceller([weak = std::weak_ptr<detail::PoolEngine>(coord_), ids = std::move(ids)] {
+    s.set_canceller([weak = std::weak_ptr<detail::PoolEngine>(engine_), ids = std::move(ids)] {
       if (auto c = weak.lock()) c->cancel(ids);
     });
   }
@@ -177,18 +182,18 @@ class Pool : public detail::PoolApi<Pool> {
     this->attach(state, cbs);
     this->admit(*state);
     auto task = std::make_unique<detail::ApplyTask<R>>(state);
-    task->id = coord_->next_task_id();
+    task->id = engine_->next_task_id();
     task->timeout = cbs.timeout;
     set_canceller(*state, {task->id});
     if constexpr (std::is_same_v<Item, std::tuple<std::remove_cvref_t<Args>...>>) {
-      detail::encode_apply_args<Fn, Item>(*task, f, coord_->max_frame_bytes(), args...);
+      detail::encode_apply_args<Fn, Item>(*task, f, engine_->max_frame_bytes(), args...);
     } else {  // converted first to the types f takes (a const char* for a std::string, ...)
       const Item item(std::forward<Args>(args)...);
       const Item* p = &item;
       detail::encode_chunk<Fn, Item, detail::CallShape::kApply>(*task, f, p, 1,
-                                                                coord_->max_frame_bytes());
+                                                                engine_->max_frame_bytes());
     }
-    coord_->submit(std::move(task));
+    engine_->submit(std::move(task));
     return AsyncResult<R>(std::move(state));
   }
 
@@ -210,7 +215,7 @@ class Pool : public detail::PoolApi<Pool> {
       auto result = detail::make_state<Out>();
       this->attach(result, cbs);
       if (n == 0) {
-        if (coord_->closed()) detail::throw_pool_closed();
+        if (engine_->closed()) detail::throw_pool_closed();
         if constexpr (std::is_void_v<R>) {
           result->set_value();
         } else {
@@ -227,21 +232,21 @@ class Pool : public detail::PoolApi<Pool> {
       for (std::size_t c = 0, off = 0; c < chunks; ++c, off += chunksize) {
         const std::size_t count = std::min(chunksize, n - off);
         auto t = std::make_unique<detail::MapChunkTask<R>>(st, off, count);
-        t->id = coord_->next_task_id();
+        t->id = engine_->next_task_id();
         t->timeout = cbs.timeout;
         ids.push_back(t->id);
         detail::encode_chunk<Fn, Item, S>(*t, f, it, static_cast<std::uint32_t>(count),
-                                          coord_->max_frame_bytes());
+                                          engine_->max_frame_bytes());
         batch_bytes += t->frame.size();
         tasks.push_back(std::move(t));
         // Hand over work as it is encoded (workers start while the rest is being encoded), in
         // batches so that small chunks cost one wake-up per batch, not one each.
         if (c == 0 || batch_bytes >= (256u << 10) || tasks.size() >= 256) {
-          coord_->submit(tasks);
+          engine_->submit(tasks);
           batch_bytes = 0;
         }
       }
-      if (!tasks.empty()) coord_->submit(tasks);
+      if (!tasks.empty()) engine_->submit(tasks);
       set_canceller(*result, std::move(ids));
       return AsyncResult<Out>(std::move(result));
     }
@@ -262,7 +267,7 @@ class Pool : public detail::PoolApi<Pool> {
         std::make_shared<std::views::all_t<Range>>(std::views::all(std::forward<Range>(inputs)));
     using It = std::ranges::iterator_t<std::views::all_t<Range>>;
     auto it = std::make_shared<It>(std::ranges::begin(*src));
-    auto coord = coord_;
+    auto coord = engine_;
     auto make = [=](std::size_t chunk) -> std::unique_ptr<detail::ChunkJob> {
       auto t = std::make_unique<detail::ImapChunkTask<R>>(state, chunk);
       t->id = coord->next_task_id();
@@ -283,9 +288,18 @@ class Pool : public detail::PoolApi<Pool> {
                                                 max_inflight, std::move(bar), buffersize));
   }
 
-  std::shared_ptr<detail::PoolEngine> coord_;
+  std::shared_ptr<detail::PoolEngine> engine_;
   bool terminate_on_destroy_;
   detail::OwnerPid owner_;
 };
+
+namespace detail {
+// Makes a mproc::Pool over an engine other than the process pool's (the MPI engine).
+struct PoolOverEngine {
+  static Pool make(std::shared_ptr<PoolEngine> engine, bool terminate_on_destroy) {
+    return Pool(std::move(engine), terminate_on_destroy);
+  }
+};
+}  // namespace detail
 
 }  // namespace mproc

@@ -31,7 +31,7 @@
 #include "mproc/pool/futures.hpp"
 #include "mproc/pool/imap.hpp"
 #include "mproc/pool/pool_options.hpp"
-#include "mproc/runtime/owner.hpp"
+#include "mproc/runtime/detail/owner.hpp"
 
 namespace mproc {
 
@@ -193,12 +193,13 @@ class ThreadPool : public detail::PoolApi<ThreadPool> {
   void join() { eng().join(); }
   void terminate() { eng().terminate(); }
   std::size_t processes() const noexcept { return engine_ ? engine_->processes() : 0; }
+
+ private:
+  // The thread that runs this pool's callbacks (PoolApi gives it to each result).
   const std::shared_ptr<detail::CallbackRunner>& callback_runner() const noexcept {
     static const std::shared_ptr<detail::CallbackRunner> none;
     return engine_ ? engine_->callback_runner() : none;
   }
-
- private:
   detail::ThreadEngine& eng() const {
     if (!engine_) throw PoolStateError("use of a moved-from ThreadPool");
     return *engine_;

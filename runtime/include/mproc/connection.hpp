@@ -47,10 +47,10 @@
 #include <utility>
 
 #include "mproc/errors.hpp"
-#include "mproc/runtime/fd.hpp"
-#include "mproc/runtime/fd_transfer.hpp"
-#include "mproc/serialize/frame.hpp"
-#include "mproc/serialize/wire_archive.hpp"
+#include "mproc/runtime/detail/fd.hpp"
+#include "mproc/runtime/detail/fd_transfer.hpp"
+#include "mproc/serialize/detail/frame.hpp"
+#include "mproc/serialize/detail/wire_archive.hpp"
 
 namespace mproc {
 

@@ -82,7 +82,7 @@
 #include <cereal/types/string.hpp>
 
 #include "mproc/errors.hpp"
-#include "mproc/runtime/shm_named.hpp"
+#include "mproc/runtime/detail/shm_named.hpp"
 
 namespace mproc {
 

@@ -19,9 +19,14 @@
 // Start methods (get_start_method() at start()):
 //   fork        the child is a copy of the program at start(); a subclass's run() runs as is.
 //   spawn,      the child execs /proc/self/exe and mproc::init runs the target there; the target
-//   forkserver  and its arguments arrive over an inherited socket. Only a target can cross an
-//               exec: starting a subclass that overrides run() is a ProcessError. (forkserver
-//               starts Processes as spawn does: the child inherits nothing of the program.)
+//   forkserver  and its arguments arrive over an inherited socket. (forkserver starts Processes
+//               as spawn does: the child inherits nothing of the program.) A subclass crosses the
+//               exec as Python pickles one: give it a default constructor and a cereal
+//               serialize() of its members (Connections and Queues among them are passed on as
+//               target arguments are) and register it once, at namespace scope:
+//                 MPROC_REGISTER_PROCESS(my::Consumer);
+//               The new program rebuilds it, names it as the parent did, and calls run().
+//               Starting an unregistered subclass that overrides run() is a ProcessError.
 //
 // exitcode(): empty while running (or before start), 0 when run() returned, n for exit(n) or
 // mproc::exit(n), -N when killed by signal N, 1 when run() threw (the child prints
@@ -60,13 +65,14 @@
 #include <string>
 #include <tuple>
 #include <type_traits>
+#include <typeinfo>
 #include <utility>
 #include <vector>
 
 #include "mproc/errors.hpp"
 #include "mproc/process_info.hpp"
-#include "mproc/runtime/fd_transfer.hpp"
-#include "mproc/serialize/callable.hpp"
+#include "mproc/runtime/detail/fd_transfer.hpp"
+#include "mproc/serialize/detail/callable.hpp"
 
 namespace mproc {
 
@@ -205,6 +211,35 @@ bool current_process_is_daemon() noexcept;
 [[noreturn]] void exit(int code);
 
 namespace detail {
+// A Process subclass that can cross an exec (MPROC_REGISTER_PROCESS): how to save one in the
+// parent and rebuild one in the new program.
+struct ProcessClass {
+  void (*save)(const Process& p, Bytes& out);
+  std::unique_ptr<Process> (*load)(std::span<const char> in);
+};
+// The registry, keyed by the type's mangled name (the same in the parent and the exec'd copy of
+// the program). Registration happens during static initialisation; lookups after main starts.
+bool register_process_class(const std::type_info& type, ProcessClass c) noexcept;
+const ProcessClass* find_process_class(const std::string& type_name) noexcept;
+
+template <class T>
+bool register_process_class_of() noexcept {
+  static_assert(std::is_base_of_v<Process, T>, "MPROC_REGISTER_PROCESS: not a Process subclass");
+  static_assert(std::is_default_constructible_v<T>,
+                "MPROC_REGISTER_PROCESS: the subclass needs a default constructor (the new "
+                "program builds one, then loads its members)");
+  return register_process_class(
+      typeid(T), ProcessClass{[](const Process& p, Bytes& out) {
+                                WireOutputArchive ar(out);
+                                ar(static_cast<const T&>(p));
+                              },
+                              [](std::span<const char> in) -> std::unique_ptr<Process> {
+                                auto t = std::make_unique<T>();
+                                WireInputArchive ar(in);
+                                ar(*t);
+                                return t;
+                              }});
+}
 // Runs an encoded target (Process::run's default, and a spawned child's entry).
 void run_target(std::span<const char> payload);
 // Called by mproc::init first: in a program exec'd to be a spawned Process, runs it and never
@@ -213,3 +248,11 @@ void enter_if_spawned_process(int argc, char** argv);
 }  // namespace detail
 
 }  // namespace mproc
+
+#define MPROC_DETAIL_CONCAT2(a, b) a##b
+#define MPROC_DETAIL_CONCAT(a, b) MPROC_DETAIL_CONCAT2(a, b)
+// Lets the Process subclass `Type` start under spawn and forkserver (see the header comment).
+// Use once per type, at namespace scope, in any one source file of the program.
+#define MPROC_REGISTER_PROCESS(Type)                                                       \
+  [[maybe_unused]] static const bool MPROC_DETAIL_CONCAT(mproc_process_class_, __LINE__) = \
+      ::mproc::detail::register_process_class_of<Type>()

@@ -51,7 +51,7 @@
 
 #include "mproc/errors.hpp"
 #include "mproc/named_shared_memory.hpp"
-#include "mproc/runtime/owner.hpp"
+#include "mproc/runtime/detail/owner.hpp"
 
 namespace mproc {
 

@@ -50,7 +50,7 @@
 #include <typeinfo>
 #include <vector>
 
-#include "mproc/runtime/shm_arena.hpp"
+#include "mproc/runtime/detail/shm_arena.hpp"
 #include "mproc/synchronize.hpp"
 
 namespace mproc {

@@ -58,7 +58,7 @@
 #include <vector>
 
 #include "mproc/errors.hpp"
-#include "mproc/runtime/shm_arena.hpp"
+#include "mproc/runtime/detail/shm_arena.hpp"
 
 namespace mproc {
 

@@ -11,8 +11,8 @@
 #include <system_error>
 
 #include "mproc/errors.hpp"
-#include "mproc/serialize/frame.hpp"
-#include "mproc/serialize/stream_frame.hpp"
+#include "mproc/serialize/detail/frame.hpp"
+#include "mproc/serialize/detail/stream_frame.hpp"
 
 namespace mproc::detail {
 namespace {

@@ -11,9 +11,9 @@
 #include <optional>
 #include <span>
 
-#include "mproc/runtime/fd.hpp"
-#include "mproc/serialize/frame_reader.hpp"
-#include "mproc/serialize/wire_archive.hpp"
+#include "mproc/runtime/detail/fd.hpp"
+#include "mproc/serialize/detail/frame_reader.hpp"
+#include "mproc/serialize/detail/wire_archive.hpp"
 
 namespace mproc::detail {
 

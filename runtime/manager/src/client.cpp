@@ -19,8 +19,8 @@
 #include <unordered_map>
 
 #include "mproc/errors.hpp"
-#include "mproc/serialize/exception_wire.hpp"
-#include "mproc/serialize/frame.hpp"
+#include "mproc/serialize/detail/exception_wire.hpp"
+#include "mproc/serialize/detail/frame.hpp"
 #include "net.hpp"
 
 namespace mproc::detail {

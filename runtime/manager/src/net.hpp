@@ -7,7 +7,7 @@
 #include <string_view>
 
 #include "channel.hpp"
-#include "mproc/runtime/fd.hpp"
+#include "mproc/runtime/detail/fd.hpp"
 
 namespace mproc::detail {
 

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "mproc/errors.hpp"
-#include "mproc/serialize/callable.hpp"
+#include "mproc/serialize/detail/callable.hpp"
 
 namespace mproc::detail {
 

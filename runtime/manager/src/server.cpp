@@ -24,8 +24,8 @@
 #include "mproc/logging.hpp"
 #include "mproc/manager/detail/client.hpp"
 #include "mproc/process_info.hpp"
-#include "mproc/serialize/exception_wire.hpp"
-#include "mproc/serialize/frame.hpp"
+#include "mproc/serialize/detail/exception_wire.hpp"
+#include "mproc/serialize/detail/frame.hpp"
 #include "net.hpp"
 #include "objects.hpp"
 

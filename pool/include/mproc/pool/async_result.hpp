@@ -34,7 +34,7 @@
 
 #include "mproc/errors.hpp"
 #include "mproc/pool/detail/callback_runner.hpp"
-#include "mproc/runtime/owner.hpp"
+#include "mproc/runtime/detail/owner.hpp"
 
 namespace mproc {
 

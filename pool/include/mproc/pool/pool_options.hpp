@@ -19,8 +19,8 @@
 #include <tuple>
 #include <utility>
 
-#include "mproc/serialize/callable.hpp"
-#include "mproc/serialize/frame.hpp"
+#include "mproc/serialize/detail/callable.hpp"
+#include "mproc/serialize/detail/frame.hpp"
 #include "mproc/start_method.hpp"
 
 namespace mproc {

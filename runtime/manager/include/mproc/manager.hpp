@@ -72,7 +72,7 @@
 #include <string>
 
 #include "mproc/manager/proxies.hpp"
-#include "mproc/runtime/owner.hpp"
+#include "mproc/runtime/detail/owner.hpp"
 
 namespace mproc {
 

@@ -20,7 +20,11 @@
 #include <vector>
 
 #include "mproc/pool/detail/callback_runner.hpp"
-#include "mproc/serialize/wire_archive.hpp"
+#include "mproc/serialize/detail/wire_archive.hpp"
+
+namespace mproc {
+struct PoolOptions;
+}  // namespace mproc
 
 namespace mproc::detail {
 
@@ -92,5 +96,9 @@ class PoolEngine {
   virtual std::vector<pid_t> worker_pids() const = 0;
   virtual pid_t zygote_pid() const noexcept = 0;
 };
+
+// The process pool's engine (the coordinator, pool/src/coordinator.hpp). Throws what its
+// constructor throws: std::system_error when processes cannot be made, StartMethodError.
+std::shared_ptr<PoolEngine> make_process_engine(const PoolOptions& options);
 
 }  // namespace mproc::detail

@@ -18,7 +18,7 @@
 #include "mproc/pool/async_result.hpp"
 #include "mproc/pool/futures.hpp"
 #include "mproc/progress.hpp"
-#include "mproc/serialize/callable.hpp"
+#include "mproc/serialize/detail/callable.hpp"
 
 namespace mproc {
 namespace detail {

@@ -13,10 +13,10 @@
 #include <vector>
 
 #include "mproc/pool/async_result.hpp"
-#include "mproc/pool/detail/coordinator.hpp"
+#include "mproc/pool/detail/engine.hpp"
 #include "mproc/progress.hpp"
-#include "mproc/serialize/callable.hpp"
-#include "mproc/serialize/frame.hpp"
+#include "mproc/serialize/detail/callable.hpp"
+#include "mproc/serialize/detail/frame.hpp"
 
 namespace mproc::detail {
 

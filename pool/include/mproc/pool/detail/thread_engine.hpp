@@ -13,9 +13,9 @@
 #include <vector>
 
 #include "mproc/pool/detail/callback_runner.hpp"
-#include "mproc/pool/detail/coordinator.hpp"
+#include "mproc/pool/detail/engine.hpp"
 #include "mproc/pool/detail/engine_state.hpp"
-#include "mproc/runtime/owner.hpp"
+#include "mproc/runtime/detail/owner.hpp"
 
 namespace mproc::detail {
 

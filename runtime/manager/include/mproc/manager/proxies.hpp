@@ -47,7 +47,7 @@
 
 #include "mproc/errors.hpp"
 #include "mproc/manager/detail/client.hpp"
-#include "mproc/serialize/callable.hpp"
+#include "mproc/serialize/detail/callable.hpp"
 
 namespace mproc {
 

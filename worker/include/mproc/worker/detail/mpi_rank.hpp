@@ -24,7 +24,7 @@
 #include <thread>
 #include <vector>
 
-#include "mproc/serialize/frame.hpp"
+#include "mproc/serialize/detail/frame.hpp"
 
 namespace mproc::detail::mpi_rank {
 

@@ -23,7 +23,7 @@
 #include <span>
 #include <utility>
 
-#include "mproc/runtime/fd.hpp"
+#include "mproc/runtime/detail/fd.hpp"
 
 namespace mproc::detail {
 

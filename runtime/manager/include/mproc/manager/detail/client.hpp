@@ -14,7 +14,7 @@
 #include <string>
 
 #include "mproc/manager/detail/protocol.hpp"
-#include "mproc/serialize/wire_archive.hpp"
+#include "mproc/serialize/detail/wire_archive.hpp"
 
 namespace mproc::detail {
 

@@ -22,7 +22,7 @@
 #include <string>
 #include <typeinfo>
 
-#include "mproc/serialize/wire_archive.hpp"
+#include "mproc/serialize/detail/wire_archive.hpp"
 
 namespace mproc::detail {
 
@@ -107,9 +107,9 @@ enum class Op : std::uint8_t {
 
 // Set in a reply's status when the server has CPUs to spare (few clients for the machine's
 // CPUs): both ends then wait for the next message by polling for up to kSpinWait before
-// sleeping. A blocking round trip between two processes costs two cross-core wake-ups (40 µs on
-// this project's VM; a polled one ~5 µs), but with more clients than CPUs polling would starve
-// the server, so the server decides per reply.
+// sleeping. A blocking round trip between two processes costs two cross-core wake-ups, several
+// times a polled one (benchmarks/README.md has the numbers), but with more clients than CPUs
+// polling would starve the server, so the server decides per reply.
 inline constexpr std::uint8_t kStatusSpin = 0x80;
 inline constexpr std::chrono::microseconds kSpinWait{50};
 inline constexpr std::chrono::microseconds kNoSpin{0};

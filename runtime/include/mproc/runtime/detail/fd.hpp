@@ -1,4 +1,4 @@
-// mproc/runtime/fd.hpp — descriptor plumbing shared by the coordinator, zygote and workers.
+// mproc/runtime/detail/fd.hpp — descriptor plumbing shared by the coordinator, zygote and workers.
 // Internal (namespace detail); not part of the public API.
 //
 // Thread safety: UniqueFd is a value type (distinct objects independent). The free functions

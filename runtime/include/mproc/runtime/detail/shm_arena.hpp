@@ -1,4 +1,4 @@
-// mproc/runtime/shm_arena.hpp — the shared memory under Value, Array and the locks.
+// mproc/runtime/detail/shm_arena.hpp — the shared memory under Value, Array and the locks.
 // Internal (namespace detail); not part of the public API.
 //
 // Every shared object lives in an arena: a memfd (memfd_create + ftruncate) mapped MAP_SHARED.

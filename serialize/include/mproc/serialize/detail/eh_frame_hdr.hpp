@@ -1,4 +1,4 @@
-// mproc/serialize/eh_frame_hdr.hpp — the function starts that survive strip.
+// mproc/serialize/detail/eh_frame_hdr.hpp — the function starts that survive strip.
 //
 // A stripped module has no .symtab to check a plain function's offset against, but it keeps
 // .eh_frame_hdr: exception handling binary-searches its table of FDE initial locations.

@@ -1,4 +1,4 @@
-// mproc/serialize/exception_wire.hpp — how a task's exception crosses to the caller.
+// mproc/serialize/detail/exception_wire.hpp — how a task's exception crosses to the caller.
 //
 // The worker records which standard exception class it caught (most derived first) with its
 // message; the coordinator rebuilds that same class, so `catch (const std::invalid_argument&)`
@@ -12,7 +12,7 @@
 #include <exception>
 #include <string>
 
-#include "mproc/serialize/wire_archive.hpp"
+#include "mproc/serialize/detail/wire_archive.hpp"
 
 namespace mproc::detail {
 

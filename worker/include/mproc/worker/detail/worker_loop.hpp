@@ -1,4 +1,4 @@
-// mproc/worker/worker_loop.hpp — what a pool worker process does until it exits.
+// mproc/worker/detail/worker_loop.hpp — what a pool worker process does until it exits.
 // Internal (namespace detail).
 //
 // read frames -> run each -> reply, with replies to frames that arrived together coalesced into
@@ -15,7 +15,7 @@
 #include <span>
 #include <string>
 
-#include "mproc/serialize/frame.hpp"
+#include "mproc/serialize/detail/frame.hpp"
 
 namespace mproc::detail {
 
@@ -23,14 +23,14 @@ namespace mproc::detail {
 // had started and finished. Replies are coalesced, so a dead worker may have finished tasks
 // whose results never left it; these counters say exactly which tasks ran, so none is run
 // twice and none that never started is failed. Lives in memory shared with the coordinator.
-struct WorkerProgress {
+struct WorkerTaskCounters {
   std::atomic<std::uint64_t> started{0};
   std::atomic<std::uint64_t> finished{0};
   char pad[64 - 2 * sizeof(std::atomic<std::uint64_t>)];
 };
 
 struct WorkerConfig {
-  WorkerProgress* progress = nullptr;  // this worker's slot (may be null: no bookkeeping)
+  WorkerTaskCounters* progress = nullptr;  // this worker's slot (may be null: no bookkeeping)
   std::size_t maxtasks = 0;
   std::size_t max_frame_bytes = 0;
   std::size_t max_memory = 0;         // peak RSS after which the worker retires (0: none)

@@ -1,4 +1,4 @@
-// mproc/pool/detail/coordinator.hpp — the process pool's engine: workers, dispatch, supervision.
+// pool/src/coordinator.hpp — the process pool's engine: workers, dispatch, supervision.
 // Internal (namespace detail); the typed front end is mproc::Pool.
 //
 // One I/O thread (an asio::io_context) owns every worker socket. Callers hand it encoded task
@@ -21,8 +21,8 @@
 #include "mproc/pool/detail/callback_runner.hpp"
 #include "mproc/pool/detail/engine.hpp"
 #include "mproc/pool/pool_options.hpp"
-#include "mproc/runtime/owner.hpp"
-#include "mproc/serialize/wire_archive.hpp"
+#include "mproc/runtime/detail/owner.hpp"
+#include "mproc/serialize/detail/wire_archive.hpp"
 
 namespace mproc::detail {
 

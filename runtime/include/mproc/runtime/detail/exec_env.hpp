@@ -1,5 +1,5 @@
-// mproc/runtime/exec_env.hpp — the environment for an exec of /proc/self/exe that tells the new
-// program's mproc::init what to become (a spawned worker, a Process child, a fork server).
+// mproc/runtime/detail/exec_env.hpp — the environment for an exec of /proc/self/exe that tells the
+// new program's mproc::init what to become (a spawned worker, a Process child, a fork server).
 // Internal (namespace detail).
 //
 // Built before the fork, so the child does nothing but exec (another thread of the program may

@@ -1,4 +1,4 @@
-// mproc/serialize/callable.hpp — how a callable is named on the wire, never addressed.
+// mproc/serialize/detail/callable.hpp — how a callable is named on the wire, never addressed.
 //
 // A task frame names its callable by two things that hold in every process running the same
 // executable, whatever ASLR did to it (forked, exec'd, or an MPI rank on another host):
@@ -28,7 +28,7 @@
 #include <typeinfo>
 #include <utility>
 
-#include "mproc/serialize/wire_archive.hpp"
+#include "mproc/serialize/detail/wire_archive.hpp"
 
 namespace mproc::detail {
 

@@ -1,4 +1,4 @@
-// mproc/runtime/exec_bootstrap.hpp — how a fresh run of this program (an exec of
+// mproc/runtime/detail/exec_bootstrap.hpp — how a fresh run of this program (an exec of
 // /proc/self/exe) learns what to become: a spawned Process, a spawn pool worker, a replacement
 // fork server. Internal (namespace detail).
 //
@@ -25,9 +25,9 @@
 #include <string>
 #include <utility>
 
-#include "mproc/runtime/exec_env.hpp"
-#include "mproc/runtime/fd.hpp"
-#include "mproc/serialize/wire_archive.hpp"
+#include "mproc/runtime/detail/exec_env.hpp"
+#include "mproc/runtime/detail/fd.hpp"
+#include "mproc/serialize/detail/wire_archive.hpp"
 
 namespace mproc::detail {
 

@@ -1,4 +1,4 @@
-// mproc/runtime/shm_named.hpp — named POSIX shared-memory blocks under SharedMemory,
+// mproc/runtime/detail/shm_named.hpp — named POSIX shared-memory blocks under SharedMemory,
 // SharedSpan and ShareableList, the per-process cache of their mappings, and the tracker that
 // unlinks the blocks a dead process left behind. Internal (namespace detail).
 //

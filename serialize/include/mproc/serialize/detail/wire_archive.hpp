@@ -1,4 +1,4 @@
-// mproc/serialize/wire_archive.hpp — the cereal archives that put values on mproc's wire.
+// mproc/serialize/detail/wire_archive.hpp — the cereal archives that put values on mproc's wire.
 //
 // They write and read cereal's binary layout straight into / out of a byte buffer, with no
 // iostream in between (the hot path of every task), and the input side never trusts a length:

@@ -1,5 +1,5 @@
-// mproc/runtime/owner.hpp — the rule that an mproc object acts only in the process that made it.
-// Internal (namespace detail).
+// mproc/runtime/detail/owner.hpp — the rule that an mproc object acts only in the process that made
+// it. Internal (namespace detail).
 //
 // A child made by fork() — the user's own fork(), or a worker forked while the program held a
 // static Pool or Manager — has copies of every object of its parent, but none of their threads

@@ -1,4 +1,4 @@
-// mproc/serialize/frame_reader.hpp — the read side of a framed byte stream: one growable
+// mproc/serialize/detail/frame_reader.hpp — the read side of a framed byte stream: one growable
 // buffer that socket reads append to, and complete frames handed out of it in place.
 // Internal (namespace detail).
 //
@@ -23,8 +23,8 @@
 #include <optional>
 #include <span>
 
-#include "mproc/serialize/frame.hpp"
-#include "mproc/serialize/wire_archive.hpp"
+#include "mproc/serialize/detail/frame.hpp"
+#include "mproc/serialize/detail/wire_archive.hpp"
 
 namespace mproc::detail {
 

@@ -1,4 +1,4 @@
-// mproc/serialize/frame.hpp — the frame: the unit that crosses a worker's socket.
+// mproc/serialize/detail/frame.hpp — the frame: the unit that crosses a worker's socket.
 //
 //   offset  size  field
 //   0       2     magic 0x4D50 ("MP")
@@ -22,7 +22,7 @@
 #include <span>
 #include <string>
 
-#include "mproc/serialize/wire_archive.hpp"
+#include "mproc/serialize/detail/wire_archive.hpp"
 
 namespace mproc::detail {
 

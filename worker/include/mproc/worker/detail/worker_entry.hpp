@@ -1,5 +1,5 @@
-// mproc/worker/worker_entry.hpp — how a pool's workers come to exist under each start method.
-// Internal (namespace detail).
+// mproc/worker/detail/worker_entry.hpp — how a pool's workers come to exist under each start
+// method. Internal (namespace detail).
 //
 //   fork        the pool forks a zygote; the zygote forks workers that run the loop directly.
 //   forkserver  the fork server (forked by mproc::init) forks the pool's zygote; same after.
@@ -17,8 +17,8 @@
 #include <string>
 
 #include "mproc/start_method.hpp"
+#include "mproc/worker/detail/worker_loop.hpp"
 #include "mproc/worker/detail/zygote.hpp"
-#include "mproc/worker/worker_loop.hpp"
 
 namespace mproc::detail {
 
@@ -33,10 +33,10 @@ struct WorkerSpec {
   std::int32_t log_level = 6;  // spdlog level of the pool's logger (6: off)
 };
 
-// Starts a pool's zygote. `progress_fd` is a memfd holding `spec.nslots` WorkerProgress slots;
+// Starts a pool's zygote. `progress_fd` is a memfd holding `spec.nslots` WorkerTaskCounters slots;
 // `progress` is the caller's own mapping of it. Throws StartMethodError, std::system_error.
 Zygote start_zygote(StartMethod method, const WorkerSpec& spec, int progress_fd,
-                    WorkerProgress* progress);
+                    WorkerTaskCounters* progress);
 
 // In a program exec'd as a pool worker by the spawn start method: runs the worker and never
 // returns. Anywhere else: returns at once. mproc::init calls it.

@@ -1,4 +1,4 @@
-// mproc/runtime/before_fork.hpp — what every fork of the user's program does first.
+// mproc/runtime/detail/before_fork.hpp — what every fork of the user's program does first.
 // Internal (namespace detail).
 //
 // A child made by fork() inherits the program's unwritten stdio buffers; when it flushes them

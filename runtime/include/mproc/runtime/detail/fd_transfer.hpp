@@ -1,4 +1,4 @@
-// mproc/runtime/fd_transfer.hpp — how descriptors inside Process arguments reach the child.
+// mproc/runtime/detail/fd_transfer.hpp — how descriptors inside Process arguments reach the child.
 // Internal (namespace detail).
 //
 // A Connection or Queue passed to a Process is encoded as the numbers of its descriptors. While

@@ -1,4 +1,4 @@
-// mproc/runtime/process_table.hpp — the children a process started, and who it is itself.
+// mproc/runtime/detail/process_table.hpp — the children a process started, and who it is itself.
 // Internal (namespace detail).
 //
 // Every started Process registers its ProcessState here. One reaper thread per process (started
@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "mproc/runtime/fd.hpp"
+#include "mproc/runtime/detail/fd.hpp"
 
 namespace mproc {
 class Process;

@@ -1,4 +1,4 @@
-// mproc/serialize/stream_frame.hpp — the framing of Pipe connections (connection.hpp) and
+// mproc/serialize/detail/stream_frame.hpp — the framing of Pipe connections (connection.hpp) and
 // Manager connections: each message is an 8-byte header, then its payload.
 //
 //   offset  size  field

@@ -1,4 +1,4 @@
-// mproc/runtime/forkserver.hpp — the fork server behind the "forkserver" start method.
+// mproc/runtime/detail/forkserver.hpp — the fork server behind the "forkserver" start method.
 // Internal (namespace detail).
 //
 // mproc::init forks it at the top of main, while the program is still single threaded; later,
