@@ -919,6 +919,13 @@ class Coordinator::Impl {
                             describe_status(w->status) + " while running task " +
                             std::to_string(head->id);
           if (head->crashes > 1) msg += " (" + std::to_string(head->crashes) + " attempts)";
+          // Only a throw's stack is captured (ThrowCapture), not a fatal signal's: the message
+          // says so, where one would look for it.
+          if (sig != 0) {
+            msg +=
+                "; its stack is not available: mproc captures a task's stack when it throws, "
+                "not when its worker dies on a signal";
+          }
           get_logger()->warn("{}", msg);
           fail_task(std::move(head),
                     std::make_exception_ptr(WorkerLostError(msg, w->pid, code, sig)));

@@ -1,0 +1,97 @@
+// Return addresses to text, with GCC's libbacktrace (libgcc-12-dev, beside the compiler): it
+// reads the DWARF line tables of the executable and of each loaded library itself (inlined
+// frames included), falls back to the ELF symbol table, and needs no other package.
+#include <backtrace.h>
+#include <dlfcn.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "mproc/serialize/exception_wire.hpp"
+#include "mproc/worker/detail/throw_capture.hpp"
+
+namespace mproc::detail {
+namespace {
+
+// Missing debug info is the normal case for system libraries: say nothing.
+void ignore_error(void*, const char*, int) {}
+
+backtrace_state* state() {
+  // Created once per process, the first time a task fails; libbacktrace never frees it.
+  // Threaded: it may be asked from several threads.
+  static backtrace_state* s = backtrace_create_state(nullptr, 1, ignore_error, nullptr);
+  return s;
+}
+
+struct Frame {
+  std::string function;
+  std::string where;  // " at file:line", or empty
+};
+
+// Called innermost inlined function first, the function the address is in last.
+int on_pcinfo(void* arg, std::uintptr_t, const char* file, int line, const char* function) {
+  if (function == nullptr) return 0;
+  auto& frames = *static_cast<std::vector<Frame>*>(arg);
+  frames.push_back({demangle(function), {}});
+  if (file != nullptr)
+    frames.back().where = " at " + std::string(file) + ":" + std::to_string(line);
+  return 0;
+}
+
+void on_syminfo(void* arg, std::uintptr_t, const char* symbol, std::uintptr_t, std::uintptr_t) {
+  if (symbol != nullptr) *static_cast<std::string*>(arg) = symbol;
+}
+
+std::string hex(std::uintptr_t v) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "0x%zx", static_cast<std::size_t>(v));
+  return buf;
+}
+
+}  // namespace
+
+std::string symbolize_return_addresses(std::span<const std::uintptr_t> pcs) noexcept {
+  try {
+    backtrace_state* st = state();
+    std::string out;
+    std::size_t index = 0;
+    const auto add_line = [&](const std::string& text) {
+      char num[16];
+      std::snprintf(num, sizeof num, "#%-3zu ", index++);
+      out.append(num).append(text).push_back('\n');
+    };
+    std::vector<Frame> frames;
+    for (const std::uintptr_t ra : pcs) {
+      const std::uintptr_t pc = ra - 1;  // inside the call instruction, not after it
+      frames.clear();
+      std::string symbol;  // the symbol table's (mangled) name: it has the parameter types
+      if (st != nullptr) {
+        backtrace_pcinfo(st, pc, on_pcinfo, ignore_error, &frames);
+        backtrace_syminfo(st, pc, on_syminfo, ignore_error, &symbol);
+      }
+      if (!frames.empty()) {
+        // DWARF names a plain function without its scope and parameters; the symbol does not.
+        if (!symbol.empty()) frames.back().function = demangle(symbol.c_str());
+        for (const Frame& f : frames) add_line(f.function + f.where);
+        continue;
+      }
+      // No debug info: the symbol table (.symtab, else the dynamic symbols dladdr sees), and the
+      // module and offset, which addr2line resolves against an unstripped copy.
+      Dl_info info{};
+      const bool in_module = ::dladdr(reinterpret_cast<void*>(pc), &info) != 0;
+      if (symbol.empty() && in_module && info.dli_sname != nullptr) symbol = info.dli_sname;
+      std::string text = symbol.empty() ? hex(ra) : demangle(symbol.c_str());
+      if (in_module && info.dli_fname != nullptr) {
+        text += " in " + std::string(info.dli_fname) + "+" +
+                hex(pc - reinterpret_cast<std::uintptr_t>(info.dli_fbase));
+      }
+      add_line(text);
+    }
+    return out;
+  } catch (...) {
+    return {};
+  }
+}
+
+}  // namespace mproc::detail
