@@ -107,6 +107,29 @@ TEST(RemoteTraceback, RemoteErrorNamesTheThreeFunctionsInOrder) {
   }
 }
 
+// Also run on a stripped copy (ctest -L stripped): there, each frame of the binary's own is its
+// module and offset, which addr2line resolves against the unstripped binary.
+TEST(RemoteTraceback, EveryFrameIsNamedOrLocated) {
+  mproc::Pool pool(1);
+  try {
+    pool.apply(level_one, 1);
+    FAIL() << "no exception";
+  } catch (const mproc::RemoteError& e) {
+    const std::string& tb = e.traceback();
+    ASSERT_FALSE(tb.empty());
+    std::istringstream lines(tb);
+    std::size_t n = 0;
+    for (std::string line; std::getline(lines, line); ++n) {
+      EXPECT_EQ(line.rfind("#" + std::to_string(n), 0), 0u) << tb;
+      const bool named = line.find('(') != std::string::npos;  // a function's parameters
+      const bool located =
+          line.find(" in /") != std::string::npos && line.find("+0x") != std::string::npos;
+      EXPECT_TRUE(named || located) << line;
+    }
+    EXPECT_GE(n, 3u) << tb;
+  }
+}
+
 TEST(RemoteTraceback, StandardExceptionKeepsItsTypeAndGetsTheStack) {
   mproc::Pool pool(1);
   auto r = pool.apply_async(level_one, 2);

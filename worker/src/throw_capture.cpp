@@ -13,11 +13,12 @@
 #include <exception>
 
 namespace mproc::detail {
+
+using ThrowFn = void (*)(void*, void*, void (*)(void*));
+
 namespace {
 
 thread_local ThrowCapture* t_capture = nullptr;
-
-using ThrowFn = void (*)(void*, void*, void (*)(void*));
 
 ThrowFn real_throw() noexcept {
   static std::atomic<ThrowFn> fn{nullptr};
@@ -78,18 +79,20 @@ ThrowCapture::~ThrowCapture() {
   t_capture = previous_;
 }
 
-__attribute__((noinline)) void ThrowCapture::on_throw(const void* object) noexcept {
+void ThrowCapture::on_throw(const void* object, const void* from_throw) noexcept {
   ThrowCapture* c = t_capture;
   Record& r = c->records_[c->next_++ % kRecords];
   r.object = object;
-  // Frames: this function, __cxa_throw, then the thrower; the first two are left out.
-  std::uintptr_t pcs[kMaxFrames + 2];
-  Walk w{pcs, kMaxFrames + 2, 0, c->limit_};
+  // Frames: this function, the hook, __cxa_throw (at `from_throw`), then the thrower; the
+  // first ones are left out.
+  constexpr std::size_t kOurs = 3;
+  std::uintptr_t pcs[kMaxFrames + kOurs];
+  Walk w{pcs, kMaxFrames + kOurs, 0, c->limit_};
   _Unwind_Backtrace(record_frame, &w);
-  const std::uintptr_t from_throw = reinterpret_cast<std::uintptr_t>(__builtin_return_address(0));
+  const auto from = reinterpret_cast<std::uintptr_t>(from_throw);
   std::size_t skip = 0;
-  while (skip < w.n && skip < 3 && pcs[skip] != from_throw) ++skip;
-  skip = skip < w.n && pcs[skip] == from_throw ? skip + 1 : 0;
+  while (skip < w.n && skip < kOurs && pcs[skip] != from) ++skip;
+  skip = skip < w.n && pcs[skip] == from ? skip + 1 : 0;
   r.frames = w.n - skip;
   std::memcpy(r.pcs, pcs + skip, r.frames * sizeof(std::uintptr_t));
 }
@@ -112,14 +115,52 @@ std::string ThrowCapture::traceback() const noexcept {
 
 }  // namespace mproc::detail
 
-extern "C" {
+using mproc::detail::ThrowFn;
 
-// Every throw expression calls this. Its signature is the C++ ABI's, with the type_info
-// pointer as void*.
-[[noreturn]] void __cxa_throw(void* object, void* type, void (*destroy)(void*)) {
-  if (mproc::detail::t_capture != nullptr) mproc::detail::ThrowCapture::on_throw(object);
-  mproc::detail::real_throw()(object, type, destroy);
-  __builtin_unreachable();
+// Called first by every throw: records the stack if a capture is live, returns the real
+// __cxa_throw.
+extern "C" __attribute__((visibility("hidden"), noinline)) ThrowFn mproc_throw_hook(
+    void* object) noexcept {
+  if (mproc::detail::t_capture != nullptr) {
+    mproc::detail::ThrowCapture::on_throw(object, __builtin_return_address(0));
+  }
+  return mproc::detail::real_throw();
 }
 
-}  // extern "C"
+#if defined(__x86_64__) && defined(__ELF__)
+// Every throw expression calls this. It jumps to the real __cxa_throw rather than calling it:
+// a frame of ours left on the stack would cost each throw an unwinding step in both of the
+// unwinder's passes (about a sixth more instructions per throw, measured with callgrind), and a
+// C++ body cannot jump (GCC knows __cxa_throw never returns and will not make it a tail call).
+// The three argument registers are saved around the hook (which keeps the stack 16-aligned).
+asm(R"(
+  .text
+  .globl __cxa_throw
+  .type __cxa_throw, @function
+__cxa_throw:
+  .cfi_startproc
+  pushq %rdi
+  .cfi_adjust_cfa_offset 8
+  pushq %rsi
+  .cfi_adjust_cfa_offset 8
+  pushq %rdx
+  .cfi_adjust_cfa_offset 8
+  call mproc_throw_hook
+  popq %rdx
+  .cfi_adjust_cfa_offset -8
+  popq %rsi
+  .cfi_adjust_cfa_offset -8
+  popq %rdi
+  .cfi_adjust_cfa_offset -8
+  jmp *%rax
+  .cfi_endproc
+  .size __cxa_throw, .-__cxa_throw
+)");
+#else
+// Elsewhere a plain call: one frame more to unwind per throw. The signature is the C++ ABI's,
+// with the type_info pointer as void*.
+extern "C" [[noreturn]] void __cxa_throw(void* object, void* type, void (*destroy)(void*)) {
+  mproc_throw_hook(object)(object, type, destroy);
+  __builtin_unreachable();
+}
+#endif

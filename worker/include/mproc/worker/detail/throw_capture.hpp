@@ -42,8 +42,9 @@ class ThrowCapture {
   // before this capture, or rethrown with std::rethrow_exception). Never throws.
   std::string traceback() const noexcept;
 
-  // Called by the __cxa_throw interposer on a thread with a live capture.
-  static void on_throw(const void* object) noexcept;
+  // Called by the __cxa_throw interposer on a thread with a live capture; `from_throw` is the
+  // return address into __cxa_throw (frames up to it are mproc's, not the thrower's).
+  static void on_throw(const void* object, const void* from_throw) noexcept;
 
  private:
   struct Record {
