@@ -1,5 +1,8 @@
 #include "mproc/pool/detail/callback_runner.hpp"
 
+#include <string>
+
+#include "mproc/errors.hpp"
 #include "mproc/logging.hpp"
 #include "mproc/pool/async_result.hpp"
 #include "mproc/runtime/detail/before_fork.hpp"
@@ -10,7 +13,19 @@ void log_callback_failure(const char* which) noexcept {
   try {
     throw;
   } catch (const std::exception& e) {
-    get_logger()->error("an AsyncResult {} threw: {}", which, e.what());
+    // A callback that let a task's exception through (get() in a done callback, a rethrowing
+    // error_callback) logs where the task threw it.
+    std::string traceback;
+    try {
+      traceback = remote_traceback(e);
+    } catch (...) {  // no memory for the text: the line without it
+    }
+    if (traceback.empty()) {
+      get_logger()->error("an AsyncResult {} threw: {}", which, e.what());
+    } else {
+      get_logger()->error("an AsyncResult {} threw: {}\nRemote traceback (innermost first):\n{}",
+                          which, e.what(), traceback);
+    }
   } catch (...) {
     get_logger()->error("an AsyncResult {} threw a non-std::exception value", which);
   }

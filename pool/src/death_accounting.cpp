@@ -83,6 +83,13 @@ std::string lost_message(const DeadWorker& w, const Culprit& c) {
   std::string msg =
       who(w) + " " + describe_status(w.status) + " while running task " + std::to_string(c.id);
   if (c.crashes > 1) msg += " (" + std::to_string(c.crashes) + " attempts)";
+  // Only a throw's stack is captured (ThrowCapture), not a fatal signal's: the message says so,
+  // where one would look for it.
+  if (WIFSIGNALED(w.status)) {
+    msg +=
+        "; its stack is not available: mproc captures a task's stack when it throws, not when "
+        "its worker dies on a signal";
+  }
   return msg;
 }
 

@@ -12,6 +12,8 @@
 #include <typeinfo>
 #include <variant>
 
+#include "traced_exception.hpp"
+
 namespace mproc::detail {
 namespace {
 
@@ -63,10 +65,11 @@ struct Encoded {
   std::string message;
   int code = 0;  // std::system_error value
   std::string category;
+  std::string traceback;  // the worker's stack at the throw; empty when not captured
 
   template <class A>
   void serialize(A& ar) {
-    ar(kind, type_name, message, code, category);
+    ar(kind, type_name, message, code, category, traceback);
   }
 };
 
@@ -123,8 +126,8 @@ void write(Bytes& out, const Encoded& enc) {
 // Standard classes whose constructors take no message: keep the type, lose only the text
 // (their what() is implementation-defined anyway).
 template <class E>
-std::exception_ptr plain() {
-  return std::make_exception_ptr(E());
+std::exception_ptr plain(const std::string& traceback) {
+  return make_traced_exception_ptr(E(), traceback);
 }
 
 }  // namespace
@@ -136,10 +139,11 @@ std::string demangle(const char* mangled) {
   return status == 0 && out ? std::string(out.get()) : std::string(mangled);
 }
 
-void encode_current_exception(Bytes& out) noexcept {
+void encode_current_exception(Bytes& out, const std::string& traceback) noexcept {
   const std::size_t at = out.size();
   try {
     Encoded enc;
+    enc.traceback = traceback;
     try {
       throw;
     } catch (const std::system_error& e) {
@@ -148,8 +152,12 @@ void encode_current_exception(Bytes& out) noexcept {
       enc.message = e.what();
       enc.code = e.code().value();
       enc.category = e.code().category().name();
+      if (enc.traceback.empty()) enc.traceback = remote_traceback(e);
     } catch (const std::exception& e) {
       enc.kind = classify(e);
+      // An error the task got from a pool of its own and let through keeps the stack of its
+      // origin unless the task threw it anew.
+      if (enc.traceback.empty()) enc.traceback = remote_traceback(e);
       if (const auto* r = dynamic_cast<const RemoteError*>(&e)) {
         enc.type_name = r->type_name();
         enc.message = r->message();
@@ -167,7 +175,7 @@ void encode_current_exception(Bytes& out) noexcept {
   } catch (...) {
     out.resize(at);
     try {
-      write(out, Encoded{Kind::kRemote, "unknown", "exception could not be encoded", 0, {}});
+      write(out, Encoded{Kind::kRemote, "unknown", "exception could not be encoded", 0, {}, {}});
     } catch (...) {
     }
   }
@@ -193,85 +201,86 @@ std::exception_ptr decode_exception(std::span<const char> payload) noexcept {
     WireInputArchive ar(payload);
     ar(e);
     const std::string& m = e.message;
+    const std::string& tb = e.traceback;
     switch (e.kind) {
       case Kind::kInvalidArgument:
-        return std::make_exception_ptr(std::invalid_argument(m));
+        return make_traced_exception_ptr(std::invalid_argument(m), tb);
       case Kind::kDomainError:
-        return std::make_exception_ptr(std::domain_error(m));
+        return make_traced_exception_ptr(std::domain_error(m), tb);
       case Kind::kLengthError:
-        return std::make_exception_ptr(std::length_error(m));
+        return make_traced_exception_ptr(std::length_error(m), tb);
       case Kind::kOutOfRange:
-        return std::make_exception_ptr(std::out_of_range(m));
+        return make_traced_exception_ptr(std::out_of_range(m), tb);
       case Kind::kLogicError:
-        return std::make_exception_ptr(std::logic_error(m));
+        return make_traced_exception_ptr(std::logic_error(m), tb);
       case Kind::kRangeError:
-        return std::make_exception_ptr(std::range_error(m));
+        return make_traced_exception_ptr(std::range_error(m), tb);
       case Kind::kOverflowError:
-        return std::make_exception_ptr(std::overflow_error(m));
+        return make_traced_exception_ptr(std::overflow_error(m), tb);
       case Kind::kUnderflowError:
-        return std::make_exception_ptr(std::underflow_error(m));
+        return make_traced_exception_ptr(std::underflow_error(m), tb);
       case Kind::kSystemError: {
         const std::error_category& cat =
             e.category == "generic" ? std::generic_category() : std::system_category();
         // what() already contains the category message; rebuild with the caller's text only.
-        return std::make_exception_ptr(std::system_error(e.code, cat, m));
+        return make_traced_exception_ptr(std::system_error(e.code, cat, m), tb);
       }
       case Kind::kRuntimeError:
-        return std::make_exception_ptr(std::runtime_error(m));
+        return make_traced_exception_ptr(std::runtime_error(m), tb);
       case Kind::kBadAlloc:
-        return plain<std::bad_alloc>();
+        return plain<std::bad_alloc>(tb);
       case Kind::kBadCast:
-        return plain<std::bad_cast>();
+        return plain<std::bad_cast>(tb);
       case Kind::kBadTypeid:
-        return plain<std::bad_typeid>();
+        return plain<std::bad_typeid>(tb);
       case Kind::kBadFunctionCall:
-        return plain<std::bad_function_call>();
+        return plain<std::bad_function_call>(tb);
       case Kind::kBadOptionalAccess:
-        return plain<std::bad_optional_access>();
+        return plain<std::bad_optional_access>(tb);
       case Kind::kBadVariantAccess:
-        return plain<std::bad_variant_access>();
+        return plain<std::bad_variant_access>(tb);
       case Kind::kBadAnyCast:
-        return plain<std::bad_any_cast>();
+        return plain<std::bad_any_cast>(tb);
       case Kind::kException:
-        return plain<std::exception>();
+        return plain<std::exception>(tb);
       case Kind::kSerializationError:
-        return std::make_exception_ptr(SerializationError(m));
+        return make_traced_exception_ptr(SerializationError(m), tb);
       case Kind::kTimeoutError:
-        return std::make_exception_ptr(TimeoutError(m));
+        return make_traced_exception_ptr(TimeoutError(m), tb);
       case Kind::kEOFError:
-        return std::make_exception_ptr(EOFError(m));
+        return make_traced_exception_ptr(EOFError(m), tb);
       case Kind::kPoolStateError:
-        return std::make_exception_ptr(PoolStateError(m));
+        return make_traced_exception_ptr(PoolStateError(m), tb);
       case Kind::kMprocError:
-        return std::make_exception_ptr(Error(m));
+        return make_traced_exception_ptr(Error(m), tb);
       case Kind::kCancelledError:
-        return std::make_exception_ptr(CancelledError(m));
+        return make_traced_exception_ptr(CancelledError(m), tb);
       case Kind::kTaskTimeoutError:
-        return std::make_exception_ptr(TaskTimeoutError(m));
+        return make_traced_exception_ptr(TaskTimeoutError(m), tb);
       case Kind::kWorkerLostError:
-        return std::make_exception_ptr(WorkerLostError(m, 0, -1, 0));
+        return make_traced_exception_ptr(WorkerLostError(m, 0, -1, 0), tb);
       case Kind::kStartMethodError:
-        return std::make_exception_ptr(StartMethodError(m));
+        return make_traced_exception_ptr(StartMethodError(m), tb);
       case Kind::kLockError:
-        return std::make_exception_ptr(LockError(m));
+        return make_traced_exception_ptr(LockError(m), tb);
       case Kind::kBrokenBarrierError:
-        return std::make_exception_ptr(BrokenBarrierError(m));
+        return make_traced_exception_ptr(BrokenBarrierError(m), tb);
       case Kind::kProcessError:
-        return std::make_exception_ptr(ProcessError(m));
+        return make_traced_exception_ptr(ProcessError(m), tb);
       case Kind::kEmpty:
-        return std::make_exception_ptr(Empty(m));
+        return make_traced_exception_ptr(Empty(m), tb);
       case Kind::kFull:
-        return std::make_exception_ptr(Full(m));
+        return make_traced_exception_ptr(Full(m), tb);
       case Kind::kClosedError:
-        return std::make_exception_ptr(ClosedError(m));
+        return make_traced_exception_ptr(ClosedError(m), tb);
       case Kind::kBrokenPipeError:
-        return std::make_exception_ptr(BrokenPipeError(m));
+        return make_traced_exception_ptr(BrokenPipeError(m), tb);
       case Kind::kManagerError:
-        return std::make_exception_ptr(ManagerError(m));
+        return make_traced_exception_ptr(ManagerError(m), tb);
       case Kind::kAuthenticationError:
-        return std::make_exception_ptr(AuthenticationError(m));
+        return make_traced_exception_ptr(AuthenticationError(m), tb);
       case Kind::kRemote:
-        return std::make_exception_ptr(RemoteError(e.type_name, m));
+        return std::make_exception_ptr(RemoteError(e.type_name, m, tb));
     }
     return std::make_exception_ptr(
         SerializationError("corrupt error frame: unknown exception kind"));

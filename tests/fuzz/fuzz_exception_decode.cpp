@@ -2,10 +2,10 @@
 //
 // Input: an encoded exception as a worker would send it. decode_exception is noexcept and
 // documents a corrupt encoding as a SerializationError; whatever it rebuilds must be a
-// std::exception, and must keep its type through another encode/decode (the worker re-raises
-// what a task threw, which may itself be a decoded remote error).
-// Findings: crashes, sanitizer reports, a null exception_ptr, a non-std::exception, a type that
-// changes on the round trip.
+// std::exception, and must keep its type and remote traceback through another encode/decode
+// (the worker re-raises what a task threw, which may itself be a decoded remote error).
+// Findings: crashes, sanitizer reports, a null exception_ptr, a non-std::exception, a type or a
+// traceback that changes on the round trip.
 #include <cstring>
 #include <exception>
 #include <typeinfo>
@@ -21,6 +21,7 @@ namespace {
 struct Seen {
   const std::type_info* type = nullptr;
   std::string remote_type;  // RemoteError's type_name()
+  std::string traceback;    // mproc::remote_traceback()
 };
 
 // Rethrows `e`, checks it, and encodes it again as encode_current_exception would.
@@ -34,6 +35,7 @@ Seen inspect(const std::exception_ptr& e, d::Bytes* reencoded) {
     (void)std::strlen(ex.what());
     if (const auto* r = dynamic_cast<const mproc::RemoteError*>(&ex))
       s.remote_type = r->type_name();
+    s.traceback = mproc::remote_traceback(ex);
     if (reencoded) d::encode_current_exception(*reencoded);
   } catch (...) {
     fail("decode_exception rebuilt a non-std::exception");
@@ -53,6 +55,7 @@ MPROC_FUZZ_TARGET(exception_decode) {
          d::demangle(first.type->name()) + " -> " + d::demangle(second.type->name()));
   }
   if (first.remote_type != second.remote_type) fail("RemoteError type name changed");
+  if (first.traceback != second.traceback) fail("remote traceback changed on a round trip");
 
   // encode_error with arbitrary text (the worker uses it for its own errors).
   const std::string text(in.begin(), in.end());

@@ -52,12 +52,12 @@ d::Bytes cat(std::initializer_list<d::Bytes> parts) {
 }
 
 template <class E>
-d::Bytes encoded_exception(const E& e) {
+d::Bytes encoded_exception(const E& e, const std::string& traceback = {}) {
   d::Bytes b;
   try {
     throw e;
   } catch (...) {
-    d::encode_current_exception(b);
+    d::encode_current_exception(b, traceback);
   }
   return b;
 }
@@ -150,6 +150,10 @@ void exception_seeds() {
   write("exception_decode", "worker_lost",
         encoded_exception(mproc::WorkerLostError("lost", 12, -1, 9)));
   write("exception_decode", "bad_alloc", encoded_exception(std::bad_alloc()));
+  const std::string tb = "#0   f(int) at task.cpp:3\n#1   g() at task.cpp:7\n";
+  write("exception_decode", "traceback_remote", encoded_exception(42, tb));
+  write("exception_decode", "traceback_out_of_range",
+        encoded_exception(std::out_of_range("index"), tb));
   d::Bytes b;
   d::encode_error(b, "CancelledError", "cancelled before it started");
   write("exception_decode", "cancelled", b);

@@ -18,6 +18,7 @@
 #include "mproc/serialize/detail/exception_wire.hpp"
 #include "mproc/serialize/detail/frame.hpp"
 #include "mproc/serialize/detail/frame_reader.hpp"
+#include "mproc/worker/detail/throw_capture.hpp"
 
 #if defined(__has_include)
 #if __has_include(<gcov.h>) && defined(MPROC_COVERAGE)
@@ -63,12 +64,13 @@ void run_frame(const FrameHeader& h, std::span<const char> payload, Bytes& out,
                std::size_t max_frame) {
   const std::size_t at = begin_frame(out);
   const std::uint64_t t0 = now_ns();
+  ThrowCapture capture(__builtin_frame_address(0));  // the task's throws record their stacks
   try {
     invoke_payload(payload, out, max_frame);
     finish_frame(out, at, FrameKind::kResultOk, h.task_id, now_ns() - t0, max_frame);
   } catch (...) {
     out.resize(at + kFrameHeaderSize);
-    encode_current_exception(out);
+    encode_current_exception(out, capture.traceback());
     try {
       finish_frame(out, at, FrameKind::kResultErr, h.task_id, now_ns() - t0, max_frame);
     } catch (...) {  // the error itself is too large to send (a huge message)

@@ -8,6 +8,8 @@
 #pragma once
 
 #include <sys/types.h>
+
+#include <exception>
 #include <stdexcept>
 #include <string>
 
@@ -22,19 +24,35 @@ class Error : public std::runtime_error {
 // (a user-defined exception class, or a non-exception value such as `throw 42`).
 class RemoteError : public Error {
  public:
-  RemoteError(std::string type_name, std::string message)
+  RemoteError(std::string type_name, std::string message, std::string traceback = {})
       : Error(type_name + ": " + message),
         type_name_(std::move(type_name)),
-        message_(std::move(message)) {}
+        message_(std::move(message)),
+        traceback_(std::move(traceback)) {}
   // Demangled dynamic type of what the task threw, e.g. "my::ParseError" or "int".
   const std::string& type_name() const noexcept { return type_name_; }
   // The task exception's what(), or a description for non-std::exception values.
   const std::string& message() const noexcept { return message_; }
+  // The worker's stack where the task threw, innermost frame first, one frame a line
+  // ("#0 ns::fn(int) at file.cpp:12"); empty when none was captured. Not part of what().
+  const std::string& traceback() const noexcept { return traceback_; }
 
  private:
   std::string type_name_;
   std::string message_;
+  std::string traceback_;
 };
+
+// The worker's stack where a task threw `e`, for an exception a pool rethrew in the caller as
+// its own standard (or mproc) type — `catch (const std::out_of_range& e)` then
+// `remote_traceback(e)` — and for a RemoteError (its traceback()). Innermost frame first, one
+// frame a line, function names, and file:line where the binary has debug info; a stripped binary
+// gives the names of shared-library functions and module+offset for its own frames.
+// Empty for an exception that did not come from a pool task, or whose stack was not captured.
+// Each such exception object keeps its traceback in a registry until the object is destroyed
+// (when the last std::exception_ptr or AsyncResult holding it goes). Thread safety: callable
+// from any thread; the registry is locked. Throws std::bad_alloc only (copying the text).
+std::string remote_traceback(const std::exception& e);
 
 // The worker running the task died (signal, exit() inside the task, killed from outside).
 class WorkerLostError : public Error {

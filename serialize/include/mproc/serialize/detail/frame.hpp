@@ -37,7 +37,7 @@ enum class FrameKind : std::uint8_t {
   kTask = 1,       // coordinator -> worker: run a chunk of calls
   kInit = 2,       // coordinator -> worker: run the initializer (first frame a worker gets)
   kResultOk = 3,   // worker -> coordinator: the chunk's results
-  kResultErr = 4,  // worker -> coordinator: the chunk threw (payload: encoded exception)
+  kResultErr = 4,  // worker -> coordinator: the chunk threw (payload: exception_wire.hpp)
   kCancel = 5,     // coordinator -> worker: skip task `task_id` if it has not started
   kRetiring = 6,   // worker -> coordinator: over its memory cap; it exits after this frame
 };
