@@ -180,7 +180,11 @@ void Process::start_fork() {
   detail::flush_stdio_before_fork();
   auto st = std::make_shared<detail::ProcessState>();
   const pid_t parent = ::getpid();  // before the fork: the child checks it is still its parent
-  const pid_t pid = ::fork();
+  pid_t pid;
+  {
+    const auto quiet_reaper = detail::table_lock_for_fork();
+    pid = ::fork();
+  }
   if (pid < 0) throw std::system_error(errno, std::generic_category(), "fork");
   if (pid == 0) child_after_fork(parent);
   st->pid = pid;

@@ -36,6 +36,9 @@ struct Table {
   bool reaper_started = false;
   bool atexit_registered = false;
   std::atomic<unsigned> counter{0};
+  // The table of the process this one was forked from, abandoned at the fork; kept reachable
+  // so that LeakSanitizer, at an exit() in the child, does not report it.
+  Table* parents = nullptr;
 };
 
 Table* g_table = nullptr;
@@ -43,7 +46,9 @@ Table* g_table = nullptr;
 void reset_in_child() {
   // The parent's table (its lock possibly held by its reaper at the fork) is abandoned, not
   // destroyed: this process has none of those children.
-  g_table = new Table;
+  Table* fresh = new Table;
+  fresh->parents = g_table;
+  g_table = fresh;
 }
 
 Table& table() {
@@ -120,6 +125,10 @@ void at_exit() {
 }
 
 }  // namespace
+
+std::unique_lock<std::mutex> table_lock_for_fork() {
+  return std::unique_lock(table().mu);
+}
 
 void table_add(const std::shared_ptr<ProcessState>& st) {
   st->parent = current_pid();

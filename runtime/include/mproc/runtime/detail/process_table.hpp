@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -39,6 +40,11 @@ struct ProcessState {
 
 // Registers a started child (its pidfd set) and makes sure the reaper runs.
 void table_add(const std::shared_ptr<ProcessState>& st);
+// Held by Process's fork path across fork(): the reaper thread allocates and frees only under
+// this lock, so it is never inside the allocator when the child is copied. glibc's malloc makes
+// fork safe by itself; the sanitizers' allocators (GCC 12) do not, and a child forked while
+// another thread held their lock hangs at its first allocation.
+std::unique_lock<std::mutex> table_lock_for_fork();
 std::optional<int> table_exitcode(const ProcessState& st);
 // Waits until the child was reaped; forever if `timeout` is empty. Returns whether it was.
 bool table_wait(const ProcessState& st, std::optional<std::chrono::nanoseconds> timeout);
