@@ -215,13 +215,14 @@ void run_worker(int fd, const WorkerConfig& config) {
         inbox.pop(*f);
         continue;
       }
-      if (!out.empty()) {
-        if (batch_started == 0) {
-          batch_started = now_ns();
-        } else if (now_ns() - batch_started > kFlushAfterNs) {
-          flush(fd, out);
-          batch_started = 0;
-        }
+      // The batch's clock starts with the work of its first reply, not when that reply is
+      // done: a task that ran longer than kFlushAfterNs sends its reply before the next task
+      // runs, instead of holding it for as long as the next task takes.
+      if (out.empty()) {
+        batch_started = now_ns();
+      } else if (now_ns() - batch_started > kFlushAfterNs) {
+        flush(fd, out);
+        batch_started = now_ns();
       }
       const bool counted = h->kind == FrameKind::kTask;
       if (counted && config.progress) {
