@@ -105,6 +105,77 @@ TYPED_TEST(Futures, AsCompletedCoversEveryResultOnceWithOneAndTwoWorkers) {
   }
 }
 
+// as_completed and wait de-duplicate by marking each result; threads registering on the same
+// results at once (some still running, some listed twice) must each still see every result
+// exactly once, and a done callback added while they come and go still runs once, in order.
+TYPED_TEST(Futures, ConcurrentRegistrationsOnSharedResultsEachSeeASet) {
+  TypeParam pool(2);
+  std::vector<mproc::AsyncResult<int>> rs;
+  for (int i = 0; i < 200; ++i)
+    rs.push_back(pool.submit(i % 20 == 0 ? sleep_ms : square, i % 20 == 0 ? 5 : i));
+  std::vector<mproc::AsyncResult<int>> listed = rs;
+  for (int i = 0; i < 200; i += 3) listed.push_back(rs[static_cast<std::size_t>(i)]);
+  std::vector<int> callback_order;
+  std::mutex callback_mu;
+  for (int k = 0; k < 3; ++k)
+    rs.back().add_done_callback([&, k] {
+      std::lock_guard lock(callback_mu);
+      callback_order.push_back(k);
+    });
+  std::atomic<int> bad{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int round = 0; round < 5; ++round) {
+        if ((t + round) % 2 == 0) {
+          std::size_t n = 0;
+          for (const auto& r : mproc::as_completed(listed, 30s)) {
+            r.get();
+            ++n;
+          }
+          if (n != rs.size()) ++bad;
+        } else {
+          auto [done, not_done] = mproc::wait(listed, 30s);
+          if (done.size() != rs.size() || !not_done.empty()) ++bad;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(bad.load(), 0) << "a registration saw a result twice or missed one";
+  // Done callbacks run on the callback thread, after the result became ready.
+  EXPECT_TRUE(eventually([&] {
+    std::lock_guard lock(callback_mu);
+    return callback_order.size() == 3;
+  })) << "the done callbacks did not all run";
+  std::lock_guard lock(callback_mu);
+  EXPECT_EQ(callback_order, (std::vector<int>{0, 1, 2}));
+}
+
+// The slow path, made certain: a result another registration holds a mark on at the moment
+// (a mark nobody releases here) makes the registration de-duplicate by sorting, and the set
+// and its input order still come out right.
+TEST(FuturesDedup, AForeignMarkFallsBackToExactDeduplication) {
+  mproc::ThreadPool pool(2);
+  std::vector<mproc::AsyncResult<int>> rs;
+  for (int i = 0; i < 10; ++i) rs.push_back(pool.submit(square, i));
+  for (auto& r : rs) r.wait();
+  rs[3].state()->dedup_mark().store(~std::uint64_t{0});  // "another registration"
+  std::vector<mproc::AsyncResult<int>> listed = {rs[3], rs[1], rs[3], rs[0], rs[1], rs[9]};
+  auto [done, not_done] = mproc::wait(listed);
+  ASSERT_EQ(done.size(), 4u);
+  EXPECT_TRUE(not_done.empty());
+  EXPECT_EQ(done[0].get(), 9);  // input order, first occurrences
+  EXPECT_EQ(done[1].get(), 1);
+  EXPECT_EQ(done[2].get(), 0);
+  EXPECT_EQ(done[3].get(), 81);
+  std::vector<int> seen;
+  for (const auto& r : mproc::as_completed(listed)) seen.push_back(r.get());
+  EXPECT_EQ(seen, (std::vector<int>{9, 1, 0, 81}));  // all complete: in input order
+  EXPECT_EQ(rs[3].state()->dedup_mark().load(), ~std::uint64_t{0}) << "a foreign mark was taken";
+  EXPECT_EQ(rs[1].state()->dedup_mark().load(), 0u) << "a registration left its mark behind";
+}
+
 TYPED_TEST(Futures, AsCompletedHonoursItsTimeout) {
   TypeParam pool(2);
   std::vector<mproc::AsyncResult<int>> rs{pool.submit(sleep_ms, 0), pool.submit(sleep_ms, 1500)};

@@ -458,7 +458,7 @@ std::vector<Workload> make_workloads(const Config& cfg, const std::vector<std::s
         ratio("apply_async", "mproc / socketpair stream", "mproc", "socketpair-stream"),
         ratio("apply_async", "mproc-threads / std-threadpool", "mproc-threads", "std-threadpool"),
         ratio("apply_async", "mproc-as-completed / mproc (as_completed vs get)",
-              "mproc-as-completed", "mproc"),
+              "mproc-as-completed", "mproc", 0.9),
     };
     out.push_back(std::move(w));
   }

@@ -23,6 +23,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -95,6 +96,20 @@ class Throttle {
 
 class StateBase {
  public:
+  // Set by make_state: keeps the state alive while a callback job is queued; as_completed makes
+  // a result's handle from it.
+  std::weak_ptr<StateBase> self_;
+
+ protected:
+  // First, next to make_shared's reference counts: as_completed and wait pass over thousands of
+  // results that are mostly out of cache, and these are what those passes touch.
+  std::atomic<int> status_{0};
+  std::atomic<bool> claimed_{false};
+  std::atomic<bool> started_{false};
+  std::atomic<bool> cancelled_{false};
+  mutable std::atomic<std::uint64_t> mark_{0};
+
+ public:
   StateBase() = default;
   StateBase(const StateBase&) = delete;
   StateBase& operator=(const StateBase&) = delete;
@@ -121,15 +136,30 @@ class StateBase {
   const std::exception_ptr& error() const noexcept { return error_; }
 
   // Registers a hook told when this completes. False (and not registered) if already complete.
+  // The first hook lives in the state itself, so as_completed's registration on a result whose
+  // only hook it is allocates nothing.
   bool add_hook(std::shared_ptr<CompletionHook> h) {
     std::lock_guard lock(mu_);
     if (ready()) return false;
-    hooks_.push_back(std::move(h));
+    if (!hook0_) {
+      hook0_ = std::move(h);
+    } else {
+      hooks_.push_back(std::move(h));
+    }
     return true;
   }
-  // Forgets a hook that was not told yet (its waiter is going away).
+  // Forgets a hook that was not told yet (its waiter is going away). Hooks keep the order they
+  // were added in.
   void remove_hook(const CompletionHook* h) noexcept {
     std::lock_guard lock(mu_);
+    if (hook0_.get() == h) {
+      hook0_.reset();
+      if (!hooks_.empty()) {
+        hook0_ = std::move(hooks_.front());
+        hooks_.erase(hooks_.begin());
+      }
+      return;
+    }
     for (auto it = hooks_.begin(); it != hooks_.end(); ++it) {
       if (it->get() == h) {
         hooks_.erase(it);
@@ -137,6 +167,11 @@ class StateBase {
       }
     }
   }
+
+  // as_completed and wait take a set (a result listed twice counts once): the registration that
+  // is de-duplicating this result right now marks it with its number (0: none). See
+  // detail::Registration.
+  std::atomic<std::uint64_t>& dedup_mark() const noexcept { return mark_; }
 
   // The thread that runs this result's callbacks (done callbacks included); may be null for a
   // result made outside a pool.
@@ -210,18 +245,21 @@ class StateBase {
   static constexpr int kError = 2;
 
   // The completion point: wakes get()/wait() callers, then tells each hook once, then gives the
-  // max_queued slot back. With no hook and no slot this costs what it did before: an empty
-  // vector swapped under the lock that was already taken.
+  // max_queued slot back. With no hook and no slot this costs what it did before: two empty
+  // handles swapped under the lock that was already taken.
   void publish(int status) noexcept {
+    std::shared_ptr<CompletionHook> hook0;
     std::vector<std::shared_ptr<CompletionHook>> hooks;
     bool wake;
     {
       std::lock_guard lock(mu_);
       status_.store(status, std::memory_order_release);
       wake = waiters_ != 0;
+      hook0.swap(hook0_);
       hooks.swap(hooks_);
     }
     if (wake) cv_.notify_all();
+    if (hook0) hook0->on_complete(*this);
     for (auto& h : hooks) h->on_complete(*this);
     if (auto slot = std::move(slot_)) slot->release();
   }
@@ -260,21 +298,14 @@ class StateBase {
   mutable std::mutex mu_;
   mutable std::condition_variable cv_;
   mutable int waiters_ = 0;
-  std::atomic<int> status_{0};
-  std::atomic<bool> claimed_{false};
-  std::atomic<bool> started_{false};
-  std::atomic<bool> cancelled_{false};
-  std::vector<std::shared_ptr<CompletionHook>> hooks_;  // guarded by mu_
+  std::shared_ptr<CompletionHook> hook0_;               // guarded by mu_: the first hook
+  std::vector<std::shared_ptr<CompletionHook>> hooks_;  // guarded by mu_: the others, in order
   std::shared_ptr<Throttle> slot_;
   OwnerPid owner_;
   std::exception_ptr error_;
   std::function<void(std::exception_ptr)> on_error_;
   std::shared_ptr<CallbackRunner> runner_;
   std::function<void()> canceller_;
-
- public:
-  // Set by make_state: keeps the state alive while a callback job is queued.
-  std::weak_ptr<StateBase> self_;
 };
 
 template <class T>

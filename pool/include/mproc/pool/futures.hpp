@@ -25,16 +25,17 @@
 // PoolStateError (as AsyncResult::wait).
 #pragma once
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
-#include <deque>
+#include <cstdint>
 #include <iterator>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <ranges>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -59,54 +60,139 @@ class CompletionQueue final : public CompletionHook {
   void on_complete(StateBase& s) noexcept override {
     {
       std::lock_guard lock(mu_);
-      done_.push_back(&s);  // preallocated (reserve): no allocation on the I/O thread
-      ++count_;
+      done_[count_++] = &s;  // sized for every result up front: no allocation on the I/O thread
       if (s.failed()) ++failed_;
     }
     cv_.notify_all();
   }
 
-  void reserve(std::size_t n) { done_.reserve(n); }
+  // Several that were complete when registered, under one lock.
+  void on_complete(StateBase* const* states, std::size_t k) noexcept {
+    if (k == 0) return;
+    {
+      std::lock_guard lock(mu_);
+      for (std::size_t i = 0; i < k; ++i) {
+        done_[count_++] = states[i];
+        if (states[i]->failed()) ++failed_;
+      }
+    }
+    cv_.notify_all();
+  }
+
+  void reserve(std::size_t n) { done_ = std::make_unique_for_overwrite<StateBase*[]>(n); }
 
   std::mutex mu_;
   std::condition_variable cv_;
-  std::vector<StateBase*> done_;  // guarded by mu_
-  std::size_t count_ = 0, failed_ = 0;
+  // done_[0, count_) are written under mu_ and never move: a reader that saw count_ under mu_
+  // may read those slots afterwards without it.
+  std::unique_ptr<StateBase*[]> done_;
+  std::size_t count_ = 0, failed_ = 0;  // guarded by mu_
 };
 
+// The next number for Registration's de-duplication marks (0 means unmarked).
+inline std::uint64_t next_dedup_mark() noexcept {
+  static std::atomic<std::uint64_t> last{0};
+  return last.fetch_add(1, std::memory_order_relaxed) + 1;
+}
+
+// Keeps the first of each state in `rs` (input order): the exact, slower path, for when another
+// registration held a mark on one of them at the same time.
+template <class T>
+void dedup_by_sorting(std::vector<AsyncResult<T>>& rs) {
+  std::vector<std::pair<const StateBase*, std::size_t>> by_state;
+  by_state.reserve(rs.size());
+  for (std::size_t i = 0; i < rs.size(); ++i) by_state.emplace_back(rs[i].state().get(), i);
+  std::sort(by_state.begin(), by_state.end());
+  std::vector<bool> keep(rs.size(), false);
+  for (std::size_t i = 0; i < by_state.size(); ++i)
+    if (i == 0 || by_state[i].first != by_state[i - 1].first) keep[by_state[i].second] = true;
+  std::size_t out = 0;
+  for (std::size_t i = 0; i < rs.size(); ++i)
+    if (keep[i]) rs[out++] = std::move(rs[i]);
+  rs.resize(out);
+}
+
 // The results of one call, de-duplicated, with a CompletionQueue registered on the pending ones.
+//
+// Cost: it runs over thousands of results, most of them usually complete, so it touches each
+// state twice and allocates three arrays, nothing per result. De-duplication marks each state
+// with this registration's number (a compare-and-swap, released again in the second pass)
+// instead of building a hash set; only when another registration marked one of the same
+// results at the same moment does it fall back to sorting.
 template <class T>
 class Registration {
  public:
   template <class Range>
   explicit Registration(const Range& results) : q_(std::make_shared<CompletionQueue>()) {
-    for (const auto& r : results) {
-      if (!r.valid()) throw Error("mproc: as_completed/wait given an empty AsyncResult");
-      if (index_.emplace(r.state().get(), all_.size()).second) all_.push_back(r);
+    if constexpr (std::ranges::sized_range<const Range>) all_.reserve(std::ranges::size(results));
+    const std::uint64_t mine = next_dedup_mark();
+    bool contended = false;
+    try {
+      for (const auto& r : results) {
+        if (!r.valid()) throw Error("mproc: as_completed/wait given an empty AsyncResult");
+        std::uint64_t seen = 0;
+        if (r.state()->dedup_mark().compare_exchange_strong(seen, mine)) {
+          all_.push_back(r);
+        } else if (seen != mine) {  // another registration's mark: cannot tell here
+          contended = true;
+          all_.push_back(r);
+        }  // else: listed twice
+      }
+    } catch (...) {
+      release_marks(mine);
+      throw;
     }
+    if (contended) dedup_by_sorting(all_);
     q_->reserve(all_.size());
-    for (auto& r : all_) {
-      // Complete already: counted now, in input order. Otherwise its completion tells q_.
-      r.state()->check_waitable();
-      if (r.ready() || !r.state()->add_hook(q_)) q_->on_complete(*r.state());
+    // Complete already: counted now, in input order, a batch per lock. Otherwise its completion
+    // tells q_.
+    constexpr std::size_t kBatch = 64;
+    StateBase* complete[kBatch];
+    std::size_t batched = 0;
+    try {
+      for (auto& r : all_) {
+        StateBase& s = *r.state();
+        std::uint64_t expected = mine;
+        s.dedup_mark().compare_exchange_strong(expected, 0);
+        s.check_waitable();
+        if (s.ready() || !s.add_hook(q_)) {
+          complete[batched++] = &s;
+          if (batched == kBatch) q_->on_complete(complete, std::exchange(batched, 0));
+        }
+      }
+    } catch (...) {
+      q_->on_complete(complete, batched);
+      release_marks(mine);
+      throw;
     }
+    q_->on_complete(complete, batched);
   }
   Registration(const Registration&) = delete;
   Registration& operator=(const Registration&) = delete;
+  // A complete result told its hooks and dropped them under its lock before ready() could be
+  // seen: only the unfinished ones need unhooking.
   ~Registration() {
-    for (auto& r : all_) r.state()->remove_hook(q_.get());
+    for (auto& r : all_)
+      if (!r.ready()) r.state()->remove_hook(q_.get());
   }
 
-  // A hash lookup, not a scan: as_completed over n results must cost O(n), not O(n^2).
-  const AsyncResult<T>& find(const StateBase* s) const {
-    const auto it = index_.find(s);
-    if (it == index_.end()) throw Error("mproc: as_completed lost track of a result");
-    return all_[it->second];
+  // The result of a state this registration covers: the state's own handle, no lookup.
+  AsyncResult<T> handle(StateBase* s) const {
+    auto typed = std::static_pointer_cast<ResultState<T>>(s->self_.lock());
+    if (!typed) throw Error("mproc: as_completed lost track of a result");
+    return AsyncResult<T>(std::move(typed));
   }
 
   std::vector<AsyncResult<T>> all_;
-  std::unordered_map<const StateBase*, std::size_t> index_;  // state -> its place in all_
   std::shared_ptr<CompletionQueue> q_;
+
+ private:
+  void release_marks(std::uint64_t mine) noexcept {
+    for (auto& r : all_) {
+      std::uint64_t expected = mine;
+      r.state()->dedup_mark().compare_exchange_strong(expected, 0);
+    }
+  }
 };
 
 inline std::optional<std::chrono::steady_clock::time_point> deadline_after(
@@ -159,22 +245,21 @@ class AsCompleted {
 
  private:
   bool advance() {
-    if (yielded_ == reg_->all_.size()) return false;
+    const std::size_t n = reg_->all_.size();
+    if (yielded_ == n) return false;
     auto& q = *reg_->q_;
-    std::unique_lock lock(q.mu_);
-    if (q.done_.size() <= yielded_) {
-      const auto more = [&] { return q.done_.size() > yielded_; };
+    if (yielded_ == seen_) {  // take every completion so far under one lock, yield them without
+      std::unique_lock lock(q.mu_);
+      const auto more = [&] { return q.count_ > yielded_; };
       if (!deadline_) {
         q.cv_.wait(lock, more);
       } else if (!q.cv_.wait_until(lock, *deadline_, more)) {
-        throw TimeoutError("as_completed: " + std::to_string(reg_->all_.size() - q.done_.size()) +
-                           " of " + std::to_string(reg_->all_.size()) +
-                           " results unfinished at the timeout");
+        throw TimeoutError("as_completed: " + std::to_string(n - q.count_) + " of " +
+                           std::to_string(n) + " results unfinished at the timeout");
       }
+      seen_ = q.count_;
     }
-    const StateBase* s = q.done_[yielded_++];
-    lock.unlock();
-    current_ = reg_->find(s);
+    current_ = reg_->handle(q.done_[yielded_++]);
     return true;
   }
 
@@ -182,6 +267,7 @@ class AsCompleted {
   std::unique_ptr<detail::Registration<T>> reg_;
   std::optional<std::chrono::steady_clock::time_point> deadline_;
   std::size_t yielded_ = 0;
+  std::size_t seen_ = 0;  // completions known without taking the lock again
   AsyncResult<T> current_;
 };
 
