@@ -1,4 +1,4 @@
-// Futex wait and wake on words in shared memory, with absolute CLOCK_MONOTONIC deadlines.
+// Futex wait and wake, with absolute CLOCK_MONOTONIC deadlines.
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -7,11 +7,18 @@
 #include <climits>
 #include <ctime>
 
-#include "sync_internal.hpp"
+#include "mproc/runtime/detail/futex.hpp"
 
 namespace mproc::detail {
 
-bool futex_wait(std::uint32_t* word, std::uint32_t expected, const Deadline& d) noexcept {
+namespace {
+int op(int base, FutexScope scope) noexcept {
+  return scope == FutexScope::kPrivate ? (base | FUTEX_PRIVATE_FLAG) : base;
+}
+}  // namespace
+
+bool futex_wait(std::uint32_t* word, std::uint32_t expected, const Deadline& d,
+                FutexScope scope) noexcept {
   timespec ts{};
   const timespec* tp = nullptr;
   if (d.at) {
@@ -24,14 +31,14 @@ bool futex_wait(std::uint32_t* word, std::uint32_t expected, const Deadline& d) 
     ts.tv_nsec = static_cast<long>(ns % 1'000'000'000);
     tp = &ts;
   }
-  const long r =
-      ::syscall(SYS_futex, word, FUTEX_WAIT_BITSET, expected, tp, nullptr, FUTEX_BITSET_MATCH_ANY);
+  const long r = ::syscall(SYS_futex, word, op(FUTEX_WAIT_BITSET, scope), expected, tp, nullptr,
+                           FUTEX_BITSET_MATCH_ANY);
   if (r == 0) return true;
   return errno != ETIMEDOUT;  // EAGAIN (value changed), EINTR: spurious, the caller re-checks
 }
 
-void futex_wake(std::uint32_t* word, int n) noexcept {
-  ::syscall(SYS_futex, word, FUTEX_WAKE, n, nullptr, nullptr, 0);
+void futex_wake(std::uint32_t* word, int n, FutexScope scope) noexcept {
+  ::syscall(SYS_futex, word, op(FUTEX_WAKE, scope), n, nullptr, nullptr, 0);
 }
 
 }  // namespace mproc::detail

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 
+#include "mproc/runtime/detail/futex.hpp"  // kShared: every word here is in a MAP_SHARED mapping
 #include "mproc/synchronize.hpp"
 
 namespace mproc::detail {
@@ -28,12 +29,6 @@ Acquired mutex_acquire(MutexState& s, bool block, const Deadline& d);
 // Throws LockError if the calling thread does not hold it.
 void mutex_release(MutexState& s);
 bool mutex_owned(const MutexState& s) noexcept;
-
-// Futexes in shared memory (never FUTEX_PRIVATE_FLAG: the word is in a MAP_SHARED mapping).
-// Waits while *word == expected, until woken or the deadline; returns false on timeout.
-// May return true spuriously.
-bool futex_wait(std::uint32_t* word, std::uint32_t expected, const Deadline& d) noexcept;
-void futex_wake(std::uint32_t* word, int n) noexcept;
 
 inline std::atomic_ref<std::uint32_t> atom(std::uint32_t& w) {
   return std::atomic_ref(w);

@@ -166,12 +166,6 @@ class Pool : public detail::PoolApi<Pool> {
   }
   void cancel_queued() { eng().cancel_queued(); }
 
-  void set_canceller(detail::StateBase& s, std::vector<std::uint64_t> ids) {
-    s.set_canceller([weak = std::weak_ptr<detail::PoolEngine>(engine_), ids = std::move(ids)] {
-      if (auto c = weak.lock()) c->cancel(ids);
-    });
-  }
-
   template <class F, class CbA, class CbB, class... Args>
   auto apply_async_impl(F f, Callbacks<CbA, CbB> cbs, Args&&... args) {
     using Fn = std::decay_t<F>;
@@ -184,7 +178,7 @@ class Pool : public detail::PoolApi<Pool> {
     auto task = std::make_unique<detail::ApplyTask<R>>(state);
     task->id = engine_->next_task_id();
     task->timeout = cbs.timeout;
-    set_canceller(*state, {task->id});
+    state->set_canceller(engine_, task->id);
     if constexpr (std::is_same_v<Item, std::tuple<std::remove_cvref_t<Args>...>>) {
       detail::encode_apply_args<Fn, Item>(*task, f, engine_->max_frame_bytes(), args...);
     } else {  // converted first to the types f takes (a const char* for a std::string, ...)
@@ -247,7 +241,7 @@ class Pool : public detail::PoolApi<Pool> {
         }
       }
       if (!tasks.empty()) engine_->submit(tasks);
-      set_canceller(*result, std::move(ids));
+      result->set_canceller(engine_, std::move(ids));
       return AsyncResult<Out>(std::move(result));
     }
   }

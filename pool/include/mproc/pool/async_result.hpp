@@ -22,6 +22,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <climits>
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
@@ -29,12 +30,15 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "mproc/errors.hpp"
 #include "mproc/pool/detail/callback_runner.hpp"
+#include "mproc/pool/detail/task_canceller.hpp"
+#include "mproc/runtime/detail/futex.hpp"
 #include "mproc/runtime/detail/owner.hpp"
 
 namespace mproc {
@@ -94,6 +98,23 @@ class Throttle {
   std::size_t used_ = 0;
 };
 
+// Guards a result's hook list: held only to push, erase or swap a pointer or two, so a spin
+// (yielding, for a preempted holder) costs less than a 40-byte mutex in every result.
+class HookLock {
+ public:
+  void lock() noexcept {
+    while (held_.exchange(true, std::memory_order_acquire))
+      while (held_.load(std::memory_order_relaxed)) std::this_thread::yield();
+  }
+  void unlock() noexcept { held_.store(false, std::memory_order_release); }
+
+ private:
+  std::atomic<bool> held_{false};
+};
+
+// One result's state. Small on purpose (a caller may hold 100,000 of them, and fresh memory
+// costs a page fault per 4 KiB): waiting is a futex on the status word, the rarely used parts
+// (callbacks, extra hooks, the ids of a map's tasks) live behind pointers.
 class StateBase {
  public:
   // Set by make_state: keeps the state alive while a callback job is queued; as_completed makes
@@ -103,10 +124,12 @@ class StateBase {
  protected:
   // First, next to make_shared's reference counts: as_completed and wait pass over thousands of
   // results that are mostly out of cache, and these are what those passes touch.
-  std::atomic<int> status_{0};
+  std::atomic<std::uint32_t> status_{0};  // 0 pending, kValue, kError; the waiters' futex word
   std::atomic<bool> claimed_{false};
   std::atomic<bool> started_{false};
   std::atomic<bool> cancelled_{false};
+  mutable HookLock hook_lock_;
+  mutable std::atomic<std::uint32_t> waiters_{0};  // threads in wait(): publish wakes only then
   mutable std::atomic<std::uint64_t> mark_{0};
 
  public:
@@ -139,30 +162,32 @@ class StateBase {
   // The first hook lives in the state itself, so as_completed's registration on a result whose
   // only hook it is allocates nothing.
   bool add_hook(std::shared_ptr<CompletionHook> h) {
-    std::lock_guard lock(mu_);
+    std::lock_guard lock(hook_lock_);
     if (ready()) return false;
     if (!hook0_) {
       hook0_ = std::move(h);
     } else {
-      hooks_.push_back(std::move(h));
+      if (!hooks_) hooks_ = std::make_unique<std::vector<std::shared_ptr<CompletionHook>>>();
+      hooks_->push_back(std::move(h));
     }
     return true;
   }
   // Forgets a hook that was not told yet (its waiter is going away). Hooks keep the order they
   // were added in.
   void remove_hook(const CompletionHook* h) noexcept {
-    std::lock_guard lock(mu_);
+    std::lock_guard lock(hook_lock_);
     if (hook0_.get() == h) {
       hook0_.reset();
-      if (!hooks_.empty()) {
-        hook0_ = std::move(hooks_.front());
-        hooks_.erase(hooks_.begin());
+      if (hooks_ && !hooks_->empty()) {
+        hook0_ = std::move(hooks_->front());
+        hooks_->erase(hooks_->begin());
       }
       return;
     }
-    for (auto it = hooks_.begin(); it != hooks_.end(); ++it) {
+    if (!hooks_) return;
+    for (auto it = hooks_->begin(); it != hooks_->end(); ++it) {
       if (it->get() == h) {
-        hooks_.erase(it);
+        hooks_->erase(it);
         return;
       }
     }
@@ -185,20 +210,20 @@ class StateBase {
   void wait() const {
     if (ready()) return;
     check_owner();
-    std::unique_lock lock(mu_);
-    ++waiters_;
-    cv_.wait(lock, [&] { return ready(); });
-    --waiters_;
+    waiters_.fetch_add(1);  // seq_cst, as publish's store and load: one of the two sees the other
+    while (status_.load() == 0) futex_wait(word(), 0, Deadline::never(), FutexScope::kPrivate);
+    waiters_.fetch_sub(1, std::memory_order_relaxed);
   }
 
   bool wait_for(std::chrono::nanoseconds timeout) const {
     if (ready()) return true;
     check_owner();
-    std::unique_lock lock(mu_);
-    ++waiters_;
-    const bool ok = cv_.wait_for(lock, timeout, [&] { return ready(); });
-    --waiters_;
-    return ok;
+    const auto deadline = Deadline::after(timeout);
+    waiters_.fetch_add(1);
+    while (status_.load() == 0 && futex_wait(word(), 0, deadline, FutexScope::kPrivate)) {
+    }
+    waiters_.fetch_sub(1, std::memory_order_relaxed);
+    return ready();
   }
 
   bool successful() const {
@@ -214,7 +239,7 @@ class StateBase {
     if (on_error_ && runner_) {
       runner_->post([this, keep = self_.lock()] {
         try {
-          on_error_(error_);
+          (*on_error_)(error_);
         } catch (...) {
           log_callback_failure("error_callback");
         }
@@ -229,38 +254,55 @@ class StateBase {
   bool cancel() {
     if (ready() || claimed_.load()) return false;
     fail(std::make_exception_ptr(CancelledError("the task was cancelled")));
-    if (canceller_) canceller_();
+    if (auto c = canceller_.lock()) {
+      c->cancel(cancel_ids_ ? *cancel_ids_ : std::vector<std::uint64_t>{cancel_id_});
+    }
     return true;
   }
-  void set_canceller(std::function<void()> c) { canceller_ = std::move(c); }
+  // Who cancel() asks to drop the task `id` (apply_async), or the tasks `ids` (a map).
+  void set_canceller(std::weak_ptr<TaskCanceller> c, std::uint64_t id) noexcept {
+    canceller_ = std::move(c);
+    cancel_id_ = id;
+  }
+  void set_canceller(std::weak_ptr<TaskCanceller> c, std::vector<std::uint64_t> ids) {
+    cancel_ids_ = std::make_unique<std::vector<std::uint64_t>>(std::move(ids));
+    canceller_ = std::move(c);
+  }
 
   void set_error_callback(std::function<void(std::exception_ptr)> cb,
                           std::shared_ptr<CallbackRunner> runner) {
-    on_error_ = std::move(cb);
+    on_error_ = std::make_unique<std::function<void(std::exception_ptr)>>(std::move(cb));
     runner_ = std::move(runner);
   }
 
  protected:
-  static constexpr int kValue = 1;
-  static constexpr int kError = 2;
+  static constexpr std::uint32_t kValue = 1;
+  static constexpr std::uint32_t kError = 2;
+
+  std::uint32_t* word() const noexcept {
+    static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t) &&
+                  std::atomic<std::uint32_t>::is_always_lock_free);
+    return reinterpret_cast<std::uint32_t*>(const_cast<std::atomic<std::uint32_t>*>(&status_));
+  }
 
   // The completion point: wakes get()/wait() callers, then tells each hook once, then gives the
-  // max_queued slot back. With no hook and no slot this costs what it did before: two empty
-  // handles swapped under the lock that was already taken.
-  void publish(int status) noexcept {
+  // max_queued slot back. With no waiter, no hook and no slot: a store, a load and two empty
+  // handles swapped under the hook lock.
+  void publish(std::uint32_t status) noexcept {
+    status_.store(status);  // seq_cst: see wait()
+    if (waiters_.load() != 0) futex_wake(word(), INT_MAX, FutexScope::kPrivate);
     std::shared_ptr<CompletionHook> hook0;
-    std::vector<std::shared_ptr<CompletionHook>> hooks;
-    bool wake;
+    std::unique_ptr<std::vector<std::shared_ptr<CompletionHook>>> hooks;
     {
-      std::lock_guard lock(mu_);
-      status_.store(status, std::memory_order_release);
-      wake = waiters_ != 0;
+      // A hook added after this sees ready() (the lock orders it after the store) and runs
+      // at once instead.
+      std::lock_guard lock(hook_lock_);
       hook0.swap(hook0_);
       hooks.swap(hooks_);
     }
-    if (wake) cv_.notify_all();
     if (hook0) hook0->on_complete(*this);
-    for (auto& h : hooks) h->on_complete(*this);
+    if (hooks)
+      for (auto& h : *hooks) h->on_complete(*this);
     if (auto slot = std::move(slot_)) slot->release();
   }
 
@@ -295,17 +337,17 @@ class StateBase {
   // Claims the right to complete; false when already completed.
   bool claim() noexcept { return !claimed_.exchange(true); }
 
-  mutable std::mutex mu_;
-  mutable std::condition_variable cv_;
-  mutable int waiters_ = 0;
-  std::shared_ptr<CompletionHook> hook0_;               // guarded by mu_: the first hook
-  std::vector<std::shared_ptr<CompletionHook>> hooks_;  // guarded by mu_: the others, in order
+  std::shared_ptr<CompletionHook> hook0_;  // guarded by hook_lock_: the first hook
+  // guarded by hook_lock_: the others, in order (allocated for a second hook only)
+  std::unique_ptr<std::vector<std::shared_ptr<CompletionHook>>> hooks_;
   std::shared_ptr<Throttle> slot_;
   OwnerPid owner_;
   std::exception_ptr error_;
-  std::function<void(std::exception_ptr)> on_error_;
+  std::unique_ptr<std::function<void(std::exception_ptr)>> on_error_;
   std::shared_ptr<CallbackRunner> runner_;
-  std::function<void()> canceller_;
+  std::weak_ptr<TaskCanceller> canceller_;
+  std::uint64_t cancel_id_ = 0;
+  std::unique_ptr<std::vector<std::uint64_t>> cancel_ids_;  // a map's tasks; null: cancel_id_
 };
 
 template <class T>
@@ -319,7 +361,7 @@ class ResultState : public StateBase {
   const T& value() const { return *value_; }
   T take() { return std::move(*value_); }
   void set_callback(std::function<void(const T&)> cb, std::shared_ptr<CallbackRunner> runner) {
-    on_value_ = std::move(cb);
+    on_value_ = std::make_unique<std::function<void(const T&)>>(std::move(cb));
     runner_ = std::move(runner);
   }
 
@@ -328,7 +370,7 @@ class ResultState : public StateBase {
     if (on_value_ && runner_) {
       runner_->post([this, keep = self_.lock()] {
         try {
-          on_value_(*value_);
+          (*on_value_)(*value_);
         } catch (...) {
           log_callback_failure("callback");
         }
@@ -348,7 +390,7 @@ class ResultState : public StateBase {
 
  private:
   std::optional<T> value_;
-  std::function<void(const T&)> on_value_;
+  std::unique_ptr<std::function<void(const T&)>> on_value_;
 };
 
 template <>
@@ -359,7 +401,7 @@ class ResultState<void> : public StateBase {
     if (on_value_ && runner_) {
       runner_->post([this, keep = self_.lock()] {
         try {
-          on_value_();
+          (*on_value_)();
         } catch (...) {
           log_callback_failure("callback");
         }
@@ -370,7 +412,7 @@ class ResultState<void> : public StateBase {
     }
   }
   void set_callback(std::function<void()> cb, std::shared_ptr<CallbackRunner> runner) {
-    on_value_ = std::move(cb);
+    on_value_ = std::make_unique<std::function<void()>>(std::move(cb));
     runner_ = std::move(runner);
   }
   void get() const {
@@ -379,7 +421,7 @@ class ResultState<void> : public StateBase {
   }
 
  private:
-  std::function<void()> on_value_;
+  std::unique_ptr<std::function<void()>> on_value_;
 };
 
 template <class T>

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "mproc/pool/detail/callback_runner.hpp"
+#include "mproc/pool/detail/task_canceller.hpp"
 #include "mproc/serialize/detail/wire_archive.hpp"
 
 namespace mproc {
@@ -50,7 +51,7 @@ class Task : public ChunkJob {
   std::chrono::nanoseconds timeout{0};  // 0: the pool's task_timeout
 };
 
-class PoolEngine {
+class PoolEngine : public TaskCanceller {
  public:
   virtual ~PoolEngine() = default;
 
@@ -76,8 +77,8 @@ class PoolEngine {
     submit(tasks);
   }
 
-  // The tasks' outcomes become CancelledError (queued ones never run).
-  virtual void cancel(std::vector<std::uint64_t> task_ids) = 0;
+  // cancel(task_ids) (TaskCanceller): the tasks' outcomes become CancelledError (queued ones
+  // never run).
   // shutdown(cancel_futures=true): every task not yet started on a worker completes with
   // CancelledError; running ones go on. The default (an engine that cannot tell) cancels none.
   virtual void cancel_queued() {}
