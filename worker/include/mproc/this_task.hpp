@@ -35,10 +35,15 @@
 // system call, no signal, nothing that can disturb the task's own signal handlers or interrupt
 // its system calls). The answer is per task: the next task on the same worker starts with false.
 //
+// No std::stop_token parameter: a stop_token answers for a std::stop_source, whose
+// request_stop() would have to run inside the worker — on a thread of ours in every worker, or
+// in a check of ours between the task's own steps — to give what this flag already gives.
+//
 // Where it can be true: in a task of a process Pool (every start method), from any thread of
-// its worker process. It is always false elsewhere: in the parent, in a ThreadPool task, on an
-// mproc::mpi::Pool rank, in an initializer, in an mproc::Process (soft limits are not delivered
-// there; the pools' hard limits work as they did).
+// its worker process; once true it stays true until the task ends. It is always false
+// elsewhere: in the parent, in a ThreadPool task and on an mproc::mpi::Pool rank (neither
+// delivers soft limits; their hard limits work as they did), in an initializer, in an
+// mproc::Process the parent starts.
 //
 // Thread safety: both calls may be made from any thread. stop_requested() is noexcept and
 // async-signal-safe; throw_if_stop_requested() throws SoftTimeLimitExceeded (errors.hpp).

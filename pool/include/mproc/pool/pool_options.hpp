@@ -79,10 +79,10 @@ struct PoolOptions {
   // which get() rethrows; its worker is not replaced. Nothing is raised in a task that does not
   // check (C++ has no sound asynchronous exception): it runs on until task_timeout kills it
   // (TaskTimeoutError), or to its end when there is no hard limit. A soft limit at or past the
-  // hard one is ignored (the kill comes first). 0: none. A call may set its own with
-  // mproc::with_soft_timeout(...) as its last argument. Cost: nothing per task without one; with
-  // one, the coordinator's timer per running task, which the hard limit already has.
-  // Honoured by a process Pool under every start method; ThreadPool and mproc::mpi::Pool
+  // hard one is ignored (the kill comes first); both count from the task's start. 0: none. A call
+  // may set its own with mproc::with_soft_timeout(...) as its last argument. Cost: nothing per task
+  // without one; with one, the coordinator's timer per running task, which the hard limit already
+  // has. Honoured by a process Pool under every start method; ThreadPool and mproc::mpi::Pool
   // ignore it.
   std::chrono::nanoseconds soft_timeout{0};
   // A worker whose peak RSS exceeds this many bytes after a task retires and is replaced (as
