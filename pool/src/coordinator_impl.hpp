@@ -19,6 +19,7 @@
 
 #include "coordinator.hpp"
 #include "mproc/pool/detail/engine_state.hpp"
+#include "mproc/pool/detail/time_limits.hpp"
 #include "mproc/runtime/detail/fd.hpp"
 #include "mproc/start_method.hpp"
 #include "mproc/worker/detail/zygote.hpp"
@@ -55,6 +56,7 @@ struct Worker {
   double average_ns = 0;
   // Time limits and stops.
   std::uint64_t timed_head = 0;      // the head task the time-limit timer is armed for
+                                     // (soft limit, then hard: one timer)
   std::uint64_t timed_out = 0;       // the task that ran out of time (worker being stopped)
   std::uint64_t cancelled_head = 0;  // the running task cancelled by the user
   std::unique_ptr<asio::steady_timer> head_timer;
@@ -131,10 +133,15 @@ class Coordinator::Impl {
   std::size_t parse_frames(const WorkerPtr& w);
   void protocol_fault(const WorkerPtr& w, std::exception_ptr e);
   void initializer_failed(std::exception_ptr e);
-  std::chrono::nanoseconds timeout_of(const Task& t) const {
-    return t.timeout.count() > 0 ? t.timeout : opts_.task_timeout;
+  TimeLimits limits_of(const Task& t) const noexcept {
+    return effective_time_limits({t.soft_timeout, t.timeout},
+                                 {opts_.soft_timeout, opts_.task_timeout});
   }
+  std::chrono::nanoseconds timeout_of(const Task& t) const noexcept { return limits_of(t).hard; }
   void arm_head_timer(const WorkerPtr& w);
+  void await_time_limit(const WorkerPtr& w, std::uint64_t id, Clock::time_point started,
+                        TimeLimits limits, LimitStep step);
+  void ask_to_stop(const WorkerPtr& w, std::uint64_t id);
   void cancel_one(std::uint64_t id);
 
   PoolOptions opts_;

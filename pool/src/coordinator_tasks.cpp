@@ -209,7 +209,9 @@ void Coordinator::Impl::initializer_failed(std::exception_ptr e) {
 // ---- time limits and cancellation -----------------------------------------------------------
 
 // Times the task at the head of the worker's queue: it is running once its frame is written
-// (the worker starts it as soon as it has answered the one before).
+// (the worker starts it as soon as it has answered the one before). One timer per worker: at
+// the soft limit (if any) the task is asked to stop, then at the hard limit (if any) its worker
+// is killed.
 void Coordinator::Impl::arm_head_timer(const WorkerPtr& w) {
   auto& held = w->link.held();
   if (w->life.gone() || w->timed_out || held.empty() || !w->link.head_sent()) return;
@@ -217,21 +219,51 @@ void Coordinator::Impl::arm_head_timer(const WorkerPtr& w) {
   const Task& head = *held.front();
   if (head.id == w->timed_head) return;
   w->timed_head = head.id;
-  const auto limit = timeout_of(head);
-  if (limit.count() <= 0) {
+  const TimeLimits limits = limits_of(head);
+  const std::optional<LimitStep> first = next_time_limit(limits, false);
+  if (!first) {
     if (w->head_timer) w->head_timer->cancel();
     return;
   }
   if (!w->head_timer) w->head_timer = std::make_unique<asio::steady_timer>(io_);
-  w->head_timer->expires_after(limit);
-  const std::uint64_t id = head.id;
-  w->head_timer->async_wait([this, w, id](std::error_code ec) {
+  await_time_limit(w, head.id, Clock::now(), limits, *first);
+}
+
+void Coordinator::Impl::await_time_limit(const WorkerPtr& w, std::uint64_t id,
+                                         Clock::time_point started, TimeLimits limits,
+                                         LimitStep step) {
+  w->head_timer->expires_at(started + step.after);
+  w->head_timer->async_wait([this, w, id, started, limits, step](std::error_code ec) {
     if (ec || w->life.gone()) return;
     const auto& held = w->link.held();
     if (held.empty() || held.front()->id != id) return;
+    if (step.soft) {
+      ask_to_stop(w, id);
+      if (const auto next = next_time_limit(limits, true)) {
+        await_time_limit(w, id, started, limits, *next);
+      }
+      return;
+    }
     w->timed_out = id;
     stop_worker(w);
   });
+}
+
+// The soft limit of task `id`, running on `w`, has passed. The request travels through the
+// worker's progress slot, not a signal: the task only has to poll a flag (C++ cannot raise an
+// exception in it from outside soundly anyway), and a signal would interrupt the task's system
+// calls (EINTR) or meet signal handlers of its own. The worker itself is left alone: if the
+// task stops, its worker takes the next one.
+void Coordinator::Impl::ask_to_stop(const WorkerPtr& w, std::uint64_t id) {
+  if (progress_ && progress_->request_stop(w->slot, id)) {
+    get_logger()->debug("task {} on {} (pid {}) passed its soft time limit: asked to stop", id,
+                        w->name, w->pid);
+  } else {
+    get_logger()->debug(
+        "task {} on {} (pid {}) passed its soft time limit; it cannot be asked "
+        "to stop (the worker has no progress slot)",
+        id, w->name, w->pid);
+  }
 }
 
 void Coordinator::Impl::cancel_one(std::uint64_t id) {

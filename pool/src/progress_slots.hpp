@@ -1,6 +1,7 @@
 // progress_slots.hpp — the workers' progress counters (WorkerTaskCounters), one slot per live
 // worker, in a memfd: forked workers inherit the mapping, the fork server's zygote and spawned
-// workers map the descriptor. After a worker dies, its slot says which of its tasks ran.
+// workers map the descriptor. After a worker dies, its slot says which of its tasks ran; while
+// it lives, its slot carries the coordinator's requests to stop a task (soft time limits).
 //
 // Thread safety: the coordinator's I/O thread only.
 #pragma once
@@ -37,7 +38,15 @@ class ProgressSlots {
     free_.pop_back();
     slots_[s].started.store(0);
     slots_[s].finished.store(0);
+    slots_[s].stop_task.store(0);
     return s;
+  }
+  // Asks the worker in `slot` to stop task `id` (mproc::this_task::stop_requested() turns true
+  // in it while it runs). False when the worker has no slot: it cannot be asked.
+  bool request_stop(unsigned slot, std::uint64_t id) noexcept {
+    if (slot == kNoSlot) return false;
+    slots_[slot].stop_task.store(id, std::memory_order_relaxed);
+    return true;
   }
   // Gives back a slot (kNoSlot: nothing). Its counters must have been read.
   void release(unsigned slot) {

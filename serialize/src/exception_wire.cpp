@@ -57,6 +57,7 @@ enum class Kind : std::uint8_t {
   kBrokenPipeError,
   kManagerError,
   kAuthenticationError,
+  kSoftTimeLimitExceeded,  // appended: the wire numbers of the kinds above do not change
 };
 
 struct Encoded {
@@ -81,6 +82,7 @@ Kind classify(const std::exception& e) {
   if (dynamic_cast<const PoolStateError*>(&e)) return Kind::kPoolStateError;
   if (dynamic_cast<const CancelledError*>(&e)) return Kind::kCancelledError;
   if (dynamic_cast<const TaskTimeoutError*>(&e)) return Kind::kTaskTimeoutError;
+  if (dynamic_cast<const SoftTimeLimitExceeded*>(&e)) return Kind::kSoftTimeLimitExceeded;
   if (dynamic_cast<const WorkerLostError*>(&e)) return Kind::kWorkerLostError;
   if (dynamic_cast<const StartMethodError*>(&e)) return Kind::kStartMethodError;
   if (dynamic_cast<const LockError*>(&e)) return Kind::kLockError;
@@ -257,6 +259,8 @@ std::exception_ptr decode_exception(std::span<const char> payload) noexcept {
         return make_traced_exception_ptr(CancelledError(m), tb);
       case Kind::kTaskTimeoutError:
         return make_traced_exception_ptr(TaskTimeoutError(m), tb);
+      case Kind::kSoftTimeLimitExceeded:
+        return make_traced_exception_ptr(SoftTimeLimitExceeded(m), tb);
       case Kind::kWorkerLostError:
         return make_traced_exception_ptr(WorkerLostError(m, 0, -1, 0), tb);
       case Kind::kStartMethodError:

@@ -18,6 +18,7 @@
 #include "mproc/serialize/detail/exception_wire.hpp"
 #include "mproc/serialize/detail/frame.hpp"
 #include "mproc/serialize/detail/frame_reader.hpp"
+#include "mproc/worker/detail/task_stop.hpp"
 #include "mproc/worker/detail/throw_capture.hpp"
 
 #if defined(__has_include)
@@ -169,6 +170,11 @@ void run_worker(int fd, const WorkerConfig& config) {
     const rlimit lim{config.max_address_space, config.max_address_space};
     ::setrlimit(RLIMIT_AS, &lim);
   }
+  // Soft time limits: the coordinator asks a task to stop through this worker's slot
+  // (task_stop.hpp). Set before any task runs, dropping what a zygote forked inside another
+  // pool's task inherited; a worker without a slot is never asked.
+  g_task_stop.running.store(0, std::memory_order_relaxed);
+  g_task_stop.posted = config.progress ? &config.progress->stop_task : nullptr;
   const std::size_t cap = config.max_frame_bytes;
   Inbox inbox(fd, cap);
   Bytes out;
@@ -229,6 +235,8 @@ void run_worker(int fd, const WorkerConfig& config) {
         config.progress->started.fetch_add(1, std::memory_order_release);
       }
       const std::size_t reply_at = out.size();
+      // Which task a stop request must name (0 for the initializer: never asked).
+      if (g_task_stop.posted) g_task_stop.running.store(h->task_id, std::memory_order_relaxed);
       run_frame(*h, f->payload, out, cap);
       if (counted && config.progress) {
         config.progress->finished.fetch_add(1, std::memory_order_release);

@@ -18,4 +18,5 @@
 #include "mproc/shared_memory.hpp"
 #include "mproc/start_method.hpp"
 #include "mproc/synchronize.hpp"
+#include "mproc/this_task.hpp"
 #include "mproc/thread_pool.hpp"

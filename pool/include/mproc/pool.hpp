@@ -178,6 +178,7 @@ class Pool : public detail::PoolApi<Pool> {
     auto task = std::make_unique<detail::ApplyTask<R>>(state);
     task->id = engine_->next_task_id();
     task->timeout = cbs.timeout;
+    task->soft_timeout = cbs.soft_timeout;
     state->set_canceller(engine_, task->id);
     if constexpr (std::is_same_v<Item, std::tuple<std::remove_cvref_t<Args>...>>) {
       detail::encode_apply_args<Fn, Item>(*task, f, engine_->max_frame_bytes(), args...);
@@ -228,6 +229,7 @@ class Pool : public detail::PoolApi<Pool> {
         auto t = std::make_unique<detail::MapChunkTask<R>>(st, off, count);
         t->id = engine_->next_task_id();
         t->timeout = cbs.timeout;
+        t->soft_timeout = cbs.soft_timeout;
         ids.push_back(t->id);
         detail::encode_chunk<Fn, Item, S>(*t, f, it, static_cast<std::uint32_t>(count),
                                           engine_->max_frame_bytes());

@@ -84,6 +84,16 @@ class TaskTimeoutError : public Error {
   using Error::Error;
 };
 
+// A task stopped itself because it ran past its soft time limit (PoolOptions::soft_timeout or
+// a per-call mproc::with_soft_timeout): once mproc::this_task::stop_requested() turned true it
+// threw this (mproc::this_task::throw_if_stop_requested() does), and get() rethrows it. Its
+// worker was not stopped and runs the next task. A task that did not stop by the hard limit
+// fails with TaskTimeoutError instead. (Celery's SoftTimeLimitExceeded; not a TaskTimeoutError.)
+class SoftTimeLimitExceeded : public Error {
+ public:
+  using Error::Error;
+};
+
 // AsyncResult::cancel() was called before the task finished.
 class CancelledError : public Error {
  public:

@@ -558,16 +558,27 @@ class AsyncResult {
 
 // Callbacks for apply_async / map_async / starmap_async, passed as the last argument:
 //   pool.apply_async(f, 7, mproc::callbacks([](int r) { ... }, [](std::exception_ptr e) { ... }));
-// It may also carry a per-call time limit: mproc::callbacks(cb).with_timeout(2s), or
-// mproc::with_timeout(2s) alone.
+// It may also carry this call's time limits, which override the pool's (PoolOptions::
+// task_timeout and soft_timeout), each kind on its own; 0 (the default) means the pool's:
+//   mproc::callbacks(cb).with_timeout(2s)          // hard: TaskTimeoutError, worker replaced
+//   mproc::with_timeout(2s)                        // the same, without callbacks
+//   mproc::with_soft_timeout(1s)                   // soft: the task is asked to stop
+//   mproc::with_timeout(5s).with_soft_timeout(2s)  // both
+// A map's limits apply to each of its chunks. A process Pool's only: ThreadPool ignores both,
+// mproc::mpi::Pool the soft one (see PoolOptions::soft_timeout, mproc/this_task.hpp).
 template <class OnValue = std::nullptr_t, class OnError = std::nullptr_t>
 struct Callbacks {
   OnValue on_value;
   OnError on_error;
   std::chrono::nanoseconds timeout{0};
+  std::chrono::nanoseconds soft_timeout{0};
 
   Callbacks with_timeout(std::chrono::nanoseconds t) && {
     timeout = t;
+    return std::move(*this);
+  }
+  Callbacks with_soft_timeout(std::chrono::nanoseconds t) && {
+    soft_timeout = t;
     return std::move(*this);
   }
 };
@@ -580,6 +591,13 @@ Callbacks<OnValue, OnError> callbacks(OnValue on_value, OnError on_error = nullp
 // Only a time limit for this call (overrides PoolOptions::task_timeout).
 inline Callbacks<std::nullptr_t, std::nullptr_t> with_timeout(std::chrono::nanoseconds t) {
   return {nullptr, nullptr, t};
+}
+
+// Only a soft time limit for this call (overrides PoolOptions::soft_timeout): past it, the
+// task is asked to stop (mproc::this_task::stop_requested()); chain .with_timeout(...) for a
+// hard one.
+inline Callbacks<std::nullptr_t, std::nullptr_t> with_soft_timeout(std::chrono::nanoseconds t) {
+  return {nullptr, nullptr, std::chrono::nanoseconds(0), t};
 }
 
 // Only an error callback (Python's error_callback= alone).

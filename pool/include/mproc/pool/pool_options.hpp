@@ -73,6 +73,18 @@ struct PoolOptions {
   // with mproc::with_timeout(...) as its last argument.
   std::chrono::nanoseconds task_timeout{0};
   std::chrono::nanoseconds timeout_grace{std::chrono::seconds(1)};
+  // Soft time limit (Celery's soft_time_limit): a task running longer than this is asked to
+  // stop — mproc::this_task::stop_requested() turns true inside it (mproc/this_task.hpp) — and
+  // may clean up and throw mproc::SoftTimeLimitExceeded (this_task::throw_if_stop_requested()),
+  // which get() rethrows; its worker is not replaced. Nothing is raised in a task that does not
+  // check (C++ has no sound asynchronous exception): it runs on until task_timeout kills it
+  // (TaskTimeoutError), or to its end when there is no hard limit. A soft limit at or past the
+  // hard one is ignored (the kill comes first); both count from the task's start. 0: none. A call
+  // may set its own with mproc::with_soft_timeout(...) as its last argument. Cost: nothing per task
+  // without one; with one, the coordinator's timer per running task, which the hard limit already
+  // has. Honoured by a process Pool under every start method; ThreadPool and mproc::mpi::Pool
+  // ignore it.
+  std::chrono::nanoseconds soft_timeout{0};
   // A worker whose peak RSS exceeds this many bytes after a task retires and is replaced (as
   // Celery's max_memory_per_child); its queued tasks move to other workers. 0: no cap.
   std::size_t max_memory_per_child = 0;

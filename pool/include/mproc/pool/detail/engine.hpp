@@ -48,7 +48,8 @@ class Task : public ChunkJob {
   std::uint64_t id = 0;
   Bytes frame;  // header + payload, ready to send
   unsigned crashes = 0;
-  std::chrono::nanoseconds timeout{0};  // 0: the pool's task_timeout
+  std::chrono::nanoseconds timeout{0};       // 0: the pool's task_timeout
+  std::chrono::nanoseconds soft_timeout{0};  // 0: the pool's soft_timeout
 };
 
 class PoolEngine : public TaskCanceller {

@@ -23,10 +23,13 @@ namespace mproc::detail {
 // had started and finished. Replies are coalesced, so a dead worker may have finished tasks
 // whose results never left it; these counters say exactly which tasks ran, so none is run
 // twice and none that never started is failed. Lives in memory shared with the coordinator.
+// `stop_task` goes the other way: the coordinator writes there the id of the task whose soft
+// time limit passed, and mproc::this_task::stop_requested() reads it (task_stop.hpp).
 struct WorkerTaskCounters {
   std::atomic<std::uint64_t> started{0};
   std::atomic<std::uint64_t> finished{0};
-  char pad[64 - 2 * sizeof(std::atomic<std::uint64_t>)];
+  std::atomic<std::uint64_t> stop_task{0};
+  char pad[64 - 3 * sizeof(std::atomic<std::uint64_t>)];
 };
 
 struct WorkerConfig {
