@@ -10,7 +10,8 @@
 // thread after the answer: finish_snapshot().
 //
 // Thread safety: request() from any thread; serve() and finish() from the owner thread only.
-// Throws: request() and serve() let through what copying a snapshot throws (std::bad_alloc).
+// Throws: request() lets through what copying a snapshot throws (std::bad_alloc) and what
+// `wake` throws; serve() and finish() never throw.
 #pragma once
 
 #include <atomic>
@@ -52,17 +53,24 @@ class StatsExchange {
   bool wanted() const noexcept { return wanted_.load(std::memory_order_acquire); }
 
   // Owner thread: answers every caller that asked before `make` ran, and loops for those that
-  // asked meanwhile (a snapshot is never older than the request it answers).
+  // asked meanwhile (a snapshot is never older than the request it answers). If `make` throws
+  // (no memory), they get the previous snapshot: nothing escapes into the owner's loop.
   template <class Make>
-  void serve(Make&& make) {
+  void serve(Make&& make) noexcept {
     if (!wanted()) return;
     std::unique_lock lock(mu_);
     while (answered_ < asked_) {
       const std::uint64_t covered = asked_;
       lock.unlock();
-      EngineSnapshot s = make();
+      bool made = false;
+      EngineSnapshot s;
+      try {
+        s = make();
+        made = true;
+      } catch (...) {
+      }
       lock.lock();
-      latest_ = std::move(s);
+      if (made) latest_ = std::move(s);
       answered_ = covered;
     }
     wanted_.store(false, std::memory_order_release);
