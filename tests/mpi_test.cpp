@@ -265,6 +265,32 @@ TEST_F(Mpi, TaskTimeoutIsATaskTimeoutErrorNotAHang) {
   EXPECT_EQ(pool.map(square, std::vector<int>{1, 2, 3, 4}), (std::vector<int>{1, 4, 9, 16}));
 }
 
+TEST_F(Mpi, StatsCountTasksAndRanks) {
+  mproc::mpi::Pool pool;
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(pool.apply(square, i), i * i);
+  EXPECT_THROW(pool.apply(throws_runtime, 1), std::runtime_error);
+  auto slow = pool.apply_async(sleep_ms, 1500, mproc::with_timeout(200ms));
+  EXPECT_THROW(slow.get(5s), mproc::TaskTimeoutError);
+  const mproc::PoolStats s = pool.stats();
+  EXPECT_EQ(s.processes, 2u);
+  EXPECT_EQ(s.tasks.completed, 3u);
+  EXPECT_EQ(s.tasks.failed.exception, 1u);
+  EXPECT_EQ(s.tasks.failed.timeout, 1u);
+  EXPECT_EQ(s.tasks.failed.total(), 2u);
+  EXPECT_EQ(s.tasks.queued + s.tasks.running, 0u);
+  EXPECT_EQ(s.worker_counts.started, 2u);
+  EXPECT_EQ(s.worker_counts.exited(), 0u);
+  EXPECT_EQ(s.run_time.samples, 4u);
+  ASSERT_EQ(s.workers.size(), 2u);
+  std::uint64_t done = 0;
+  for (std::size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(s.workers[i].pid, 0);  // ranks may live on other hosts
+    EXPECT_EQ(s.workers[i].index, i + 1);
+    done += s.workers[i].tasks_done;
+  }
+  EXPECT_EQ(done, 4u);
+}
+
 TEST_F(Mpi, SecondPoolWhileTheFirstIsAliveIsRefused) {
   mproc::mpi::Pool pool;
   EXPECT_THROW(mproc::mpi::Pool(), mproc::PoolStateError);

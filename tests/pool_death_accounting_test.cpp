@@ -194,4 +194,57 @@ TEST(PoolDeathAccounting, Messages) {
             "(3 times in a row)");
 }
 
+// ---- why a worker ended (exit_cause) --------------------------------------------------------
+
+WorkerEnd ended(int status) {
+  WorkerEnd w;
+  w.status = status;
+  return w;
+}
+
+TEST(PoolDeathAccounting, ExitCauseCrashByDefault) {
+  EXPECT_EQ(exit_cause(ended(W_EXITCODE(0, SIGSEGV))), mproc::WorkerExitCause::kCrash);
+  EXPECT_EQ(exit_cause(ended(W_EXITCODE(3, 0))), mproc::WorkerExitCause::kCrash);  // exit(3)
+  // A clean exit the pool did not ask for (exit(0) inside a task) is a crash too.
+  EXPECT_EQ(exit_cause(ended(W_EXITCODE(0, 0))), mproc::WorkerExitCause::kCrash);
+}
+
+TEST(PoolDeathAccounting, ExitCauseMaxTasksOnlyWhenCleanAfterItsQuota) {
+  WorkerEnd w = ended(W_EXITCODE(0, 0));
+  w.quota_spent = true;
+  EXPECT_EQ(exit_cause(w), mproc::WorkerExitCause::kMaxTasks);
+  w.status = W_EXITCODE(0, SIGKILL);  // crashed in its last task
+  EXPECT_EQ(exit_cause(w), mproc::WorkerExitCause::kCrash);
+}
+
+TEST(PoolDeathAccounting, ExitCauseWhatThePoolDidComesFirst) {
+  WorkerEnd w = ended(W_EXITCODE(0, SIGTERM));
+  w.quota_spent = true;
+  w.timed_out = true;
+  EXPECT_EQ(exit_cause(w), mproc::WorkerExitCause::kTimeout);
+  w.timed_out = false;
+  w.cancelled = true;
+  w.status = W_EXITCODE(0, SIGKILL);
+  EXPECT_EQ(exit_cause(w), mproc::WorkerExitCause::kCancel);
+  w.protocol_fault = true;
+  EXPECT_EQ(exit_cause(w), mproc::WorkerExitCause::kProtocolFault);
+  w.pool_stop = WorkerEnd::PoolStop::kTerminate;
+  EXPECT_EQ(exit_cause(w), mproc::WorkerExitCause::kTerminate);
+  w.pool_stop = WorkerEnd::PoolStop::kClose;
+  EXPECT_EQ(exit_cause(w), mproc::WorkerExitCause::kClose);
+}
+
+TEST(PoolDeathAccounting, ExitCauseInitializerAndMemoryCap) {
+  WorkerEnd w = ended(W_EXITCODE(1, 0));
+  w.init_failed = true;  // it answered the init frame with an exception
+  EXPECT_EQ(exit_cause(w), mproc::WorkerExitCause::kInitializer);
+  w = ended(W_EXITCODE(0, SIGSEGV));
+  w.init_acked = false;  // died inside the initializer
+  EXPECT_EQ(exit_cause(w), mproc::WorkerExitCause::kInitializer);
+  w = ended(W_EXITCODE(0, 0));
+  w.announced_retire = true;
+  w.quota_spent = true;  // over its memory cap after its last task: the cap is the reason
+  EXPECT_EQ(exit_cause(w), mproc::WorkerExitCause::kMemoryCap);
+}
+
 }  // namespace

@@ -1,8 +1,13 @@
-// Micro-benchmarks through real pools: an apply round trip, apply_async dispatch, map chunking.
+// Micro-benchmarks through real pools: an apply round trip, apply_async dispatch, map chunking,
+// stats().
 // The pools are created once in main (micro_main.cpp) after mproc::init.
 #include <benchmark/benchmark.h>
 
+#include <unistd.h>
+
 #include <mproc/mproc.hpp>
+#include <mproc/pool/detail/run_time_window.hpp>
+#include <mproc/pool/detail/stats_exchange.hpp>
 
 #include <numeric>
 #include <vector>
@@ -88,5 +93,42 @@ BENCHMARK(BM_PoolMapChunksize)
     ->Arg(0)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
+
+// pool.stats() on the idle two-worker pool: the round trip to the I/O thread, its snapshot, the
+// percentiles and one /proc/<pid>/statm read per worker (what a monitoring thread pays).
+void BM_PoolStats(benchmark::State& state) {
+  auto& pool = micro::pool2();
+  pool.map(micro_trivial, std::vector<int>(2048, 1), 1);  // a full run-time window
+  std::size_t workers = 0;
+  for (auto _ : state) workers += pool.stats().workers.size();
+  benchmark::DoNotOptimize(workers);
+}
+BENCHMARK(BM_PoolStats)->UseRealTime();
+
+void BM_ThreadPoolStats(benchmark::State& state) {
+  auto& pool = micro::thread_pool1();
+  pool.map(micro_trivial, std::vector<int>(2048, 1), 1);
+  std::size_t workers = 0;
+  for (auto _ : state) workers += pool.stats().workers.size();
+  benchmark::DoNotOptimize(workers);
+}
+BENCHMARK(BM_ThreadPoolStats)->UseRealTime();
+
+// The parts of stats() on the caller's thread: p50/p90/p99 of a full window, one RSS read.
+void BM_StatsPercentiles(benchmark::State& state) {
+  mproc::detail::RunTimeWindow w;
+  for (std::uint64_t i = 0; i < 4096; ++i) w.add((i * 2654435761u) % 1'000'000);
+  for (auto _ : state) {
+    auto samples = w.samples();
+    benchmark::DoNotOptimize(mproc::detail::run_time_percentiles(samples));
+  }
+}
+BENCHMARK(BM_StatsPercentiles);
+
+void BM_StatsResidentBytes(benchmark::State& state) {
+  const pid_t self = ::getpid();
+  for (auto _ : state) benchmark::DoNotOptimize(mproc::detail::resident_bytes(self));
+}
+BENCHMARK(BM_StatsResidentBytes);
 
 }  // namespace

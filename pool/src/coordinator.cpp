@@ -107,6 +107,7 @@ void Coordinator::Impl::join() {
     }
   }
   wait_io_thread();
+  runner_->drain();  // the exit hooks the shutdown posted
 }
 
 void Coordinator::Impl::terminate() {
@@ -119,6 +120,9 @@ void Coordinator::Impl::terminate() {
   }
   state_.done_cv.notify_all();
   wait_io_thread();
+  // The exit hooks have run when terminate() returns (callbacks wait only if there are hooks:
+  // terminate() never waited for them).
+  if (opts_.on_worker_start || opts_.on_worker_exit) runner_->drain();
 }
 
 void Coordinator::Impl::wait_io_thread() {
@@ -147,6 +151,13 @@ void Coordinator::Impl::run_io() {
   if (control_) control_->release();
   control_.reset();
   zygote_.stop();
+  // stats() from now on: the final counts.
+  EngineSnapshot last;
+  try {
+    last = snapshot();
+  } catch (...) {  // no memory: an empty one rather than a caller waiting forever
+  }
+  stats_.finish(std::move(last));
 }
 
 void Coordinator::Impl::io_fault(const char* what, int faults) noexcept {
@@ -168,11 +179,11 @@ void Coordinator::Impl::io_fault(const char* what, int faults) noexcept {
 }
 
 void Coordinator::Impl::fail_everything(std::exception_ptr e) {
-  state_.fail_queued(inbox_, pending_, e);
+  counts_.failed_by(TaskFailure::kAborted, state_.fail_queued(inbox_, pending_, e));
   std::deque<std::unique_ptr<Task>> held;
   for (auto& w : workers_) w->link.take_all(held);
   for (auto& t : held) {
-    if (t) fail_task(std::move(t), e);
+    if (t) fail_task(std::move(t), e, TaskFailure::kAborted);
   }
 }
 
@@ -181,6 +192,7 @@ void Coordinator::Impl::fail_everything(std::exception_ptr e) {
 void Coordinator::Impl::begin_shutdown(bool terminate) {
   if (shutting_down_) return;  // io_fault() began it already
   shutting_down_ = true;
+  terminating_ = terminate;
   shutdown_deadline_ = std::make_unique<asio::steady_timer>(io_, kShutdownDeadline);
   shutdown_deadline_->async_wait([this](std::error_code ec) {
     if (!ec) maybe_finish_shutdown(true);
@@ -222,6 +234,7 @@ void Coordinator::Impl::maybe_finish_shutdown(bool force) {
   }
   zygote_.stop();
   for (auto& w : workers_) {
+    if (!w->life.gone()) worker_ended(*w, nullptr);  // its exit will never be reported
     w->life.abandon();
     w->link.socket().close(ignored);
   }
@@ -289,6 +302,10 @@ std::vector<pid_t> Coordinator::worker_pids() const {
 }
 pid_t Coordinator::zygote_pid() const noexcept {
   return impl_->zygote_pid();
+}
+PoolStats Coordinator::stats() const {
+  check_owner();
+  return impl_->stats();
 }
 
 std::shared_ptr<PoolEngine> make_process_engine(const PoolOptions& options) {

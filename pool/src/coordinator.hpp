@@ -69,6 +69,10 @@ class Coordinator final : public PoolEngine {
   std::vector<pid_t> worker_pids() const override;
   pid_t zygote_pid() const noexcept override;
 
+  // Takes the snapshot on the I/O thread (a round trip to it), then reads each worker's RSS on
+  // the caller's thread. Throws PoolStateError in a fork child, std::bad_alloc.
+  PoolStats stats() const override;
+
   class Impl;
 
  private:

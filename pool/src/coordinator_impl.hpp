@@ -1,9 +1,11 @@
 // coordinator_impl.hpp — the process pool's engine inside (see coordinator.hpp). Its members
-// are defined in three files by job: coordinator.cpp (construction, the callers' side, the I/O
+// are defined in four files by job: coordinator.cpp (construction, the callers' side, the I/O
 // thread, shutdown), coordinator_workers.cpp (starting workers, the zygote's reports, a
-// worker's death) and coordinator_tasks.cpp (dispatch, replies, time limits, cancellation).
+// worker's death), coordinator_tasks.cpp (dispatch, replies, time limits, cancellation) and
+// coordinator_stats.cpp (the counts behind stats(), its snapshot, the worker hooks).
 //
-// Thread safety: the callers' side locks state_.mu; everything else runs on the I/O thread.
+// Thread safety: the callers' side locks state_.mu; everything else runs on the I/O thread
+// (stats() asks it through stats_).
 #pragma once
 
 #include <asio.hpp>
@@ -18,7 +20,10 @@
 #include <vector>
 
 #include "coordinator.hpp"
+#include "mproc/pool/detail/death_accounting.hpp"
 #include "mproc/pool/detail/engine_state.hpp"
+#include "mproc/pool/detail/pool_counters.hpp"
+#include "mproc/pool/detail/stats_exchange.hpp"
 #include "mproc/pool/detail/time_limits.hpp"
 #include "mproc/runtime/detail/fd.hpp"
 #include "mproc/start_method.hpp"
@@ -48,6 +53,7 @@ struct Worker {
   unsigned slot = ProgressSlots::kNoSlot;  // its WorkerTaskCounters slot
   // What it said.
   bool init_acked = true;
+  bool init_failed = false;       // its initializer threw
   bool announced_retire = false;  // sent kRetiring: nothing behind its last result started
   std::exception_ptr fault;       // set when the worker broke the protocol
   std::uint64_t received = 0;     // task results read from it
@@ -62,6 +68,9 @@ struct Worker {
   std::unique_ptr<asio::steady_timer> head_timer;
   std::unique_ptr<asio::steady_timer> kill_timer;
   std::unique_ptr<asio::steady_timer> exit_timer;
+  // Statistics and hooks.
+  bool started = false;  // its start was counted and announced (so its exit will be)
+  std::chrono::steady_clock::time_point head_since{};  // when its current head task started
 };
 using WorkerPtr = std::shared_ptr<Worker>;
 
@@ -90,6 +99,7 @@ class Coordinator::Impl {
     return live_pids_;
   }
   pid_t zygote_pid() const noexcept { return zygote_pid_.load(); }
+  PoolStats stats();
 
  private:
   // ---- coordinator.cpp: the I/O thread and shutdown
@@ -98,10 +108,12 @@ class Coordinator::Impl {
   void run_io();
   void io_fault(const char* what, int faults) noexcept;
   void task_finished(std::size_t n) { state_.task_finished(n); }
-  void fail_task(std::unique_ptr<Task> t, std::exception_ptr e) {
+  void fail_task(std::unique_ptr<Task> t, std::exception_ptr e, TaskFailure kind) {
+    counts_.failed_by(kind);
     t->on_error(std::move(e));
     task_finished(1);
   }
+  // Fails every task queued or held (counted as aborted).
   void fail_everything(std::exception_ptr e);
   void begin_shutdown(bool terminate);
   void maybe_finish_shutdown(bool force);
@@ -124,6 +136,12 @@ class Coordinator::Impl {
   void finalize(const WorkerPtr& w);
   void settle_held_tasks(Worker& w);
   std::size_t active_workers() const;
+  // Statistics and hooks: a worker started, a worker ended (`end` says why; null: abandoned at
+  // the shutdown deadline, its exit never seen).
+  void worker_started(Worker& w);
+  void worker_ended(Worker& w, const WorkerEnd* end);
+  EngineSnapshot snapshot() const;
+  void serve_stats();
 
   // ---- coordinator_tasks.cpp: dispatch, replies, time limits, cancellation
   void dispatch();
@@ -175,6 +193,7 @@ class Coordinator::Impl {
   unsigned init_deaths_ = 0;
   std::exception_ptr broken_;
   bool shutting_down_ = false;
+  bool terminating_ = false;  // the shutdown is terminate()'s
   bool zygote_lost_ = false;
   bool finished_ = false;
   std::unique_ptr<asio::steady_timer> kill_timer_;
@@ -183,6 +202,9 @@ class Coordinator::Impl {
   SpawnBackoff spawn_backoff_;
   std::unique_ptr<asio::steady_timer> respawn_timer_;
   bool respawn_timer_armed_ = false;
+  PoolCounters counts_;
+
+  StatsExchange stats_;  // callers' stats() requests, answered on the I/O thread
 };
 
 }  // namespace mproc::detail

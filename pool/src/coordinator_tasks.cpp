@@ -21,7 +21,7 @@ void Coordinator::Impl::cancel_queued() {
         std::make_exception_ptr(CancelledError("the task was cancelled by shutdown()"));
     std::deque<std::unique_ptr<Task>> queued;
     queued.swap(pending_);
-    for (auto& t : queued) fail_task(std::move(t), cancelled);
+    for (auto& t : queued) fail_task(std::move(t), cancelled, TaskFailure::kCancelled);
     // Handed to a worker but not started: all but a sent head (cancel_one kills a running one).
     std::vector<std::uint64_t> ids;
     for (auto& w : workers_) {
@@ -104,7 +104,11 @@ void Coordinator::Impl::flush(const WorkerPtr& w) {
   w->link.socket().async_wait(asio::posix::stream_descriptor::wait_write,
                               [this, w](std::error_code ec) {
                                 w->link.writing = false;
-                                if (!ec && !w->life.gone()) flush(w);
+                                if (ec || w->life.gone()) return;
+                                flush(w);
+                                // A head frame too large for one write is sent only now: its
+                                // time limit (and its age in stats()) starts here.
+                                arm_head_timer(w);
                               });
 }
 
@@ -166,7 +170,10 @@ std::size_t Coordinator::Impl::parse_frames(const WorkerPtr& w) {
     }
     if (!w->init_acked && h.task_id == 0) {
       w->init_acked = true;
-      if (h.kind == FrameKind::kResultErr) initializer_failed(decode_exception(f->payload));
+      if (h.kind == FrameKind::kResultErr) {
+        w->init_failed = true;
+        initializer_failed(decode_exception(f->payload));
+      }
       continue;
     }
     const auto& held = w->link.held();
@@ -181,8 +188,14 @@ std::size_t Coordinator::Impl::parse_frames(const WorkerPtr& w) {
     w->average_ns = worker_average_ns(w->average_ns, ns);
     pool_average_ns_ = pool_average_ns(pool_average_ns_, ns);
     if (h.kind == FrameKind::kResultOk) {
+      counts_.answered(true, h.aux);
       t->on_ok(f->payload);
     } else {
+      if (t->skip_requested) {  // the worker skipped it, as asked: CancelledError
+        counts_.failed_by(TaskFailure::kCancelled);
+      } else {
+        counts_.answered(false, h.aux);
+      }
       t->on_error(decode_exception(f->payload));
     }
     ++completed;
@@ -219,6 +232,7 @@ void Coordinator::Impl::arm_head_timer(const WorkerPtr& w) {
   const Task& head = *held.front();
   if (head.id == w->timed_head) return;
   w->timed_head = head.id;
+  w->head_since = Clock::now();  // once per task that reaches the head (stats: its age)
   const TimeLimits limits = limits_of(head);
   const std::optional<LimitStep> first = next_time_limit(limits, false);
   if (!first) {
@@ -272,7 +286,7 @@ void Coordinator::Impl::cancel_one(std::uint64_t id) {
     if ((*it)->id == id) {
       auto t = std::move(*it);
       pending_.erase(it);
-      fail_task(std::move(t), cancelled);
+      fail_task(std::move(t), cancelled, TaskFailure::kCancelled);
       return;
     }
   }
@@ -283,12 +297,13 @@ void Coordinator::Impl::cancel_one(std::uint64_t id) {
       if (w->link.unsent(i)) {
         auto t = w->link.withdraw(i);
         --w->assigned;
-        fail_task(std::move(t), cancelled);
+        fail_task(std::move(t), cancelled, TaskFailure::kCancelled);
       } else if (i == 0) {
         w->cancelled_head = id;  // running: stop it; the pool replaces the worker
         kill_worker(w, SIGKILL);
       } else {
         // Waiting in the worker's pipe: ask it to skip the task.
+        held[i]->skip_requested = true;
         w->link.queue_cancel(id);
         flush(w);
       }

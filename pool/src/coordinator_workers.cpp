@@ -10,6 +10,7 @@
 #include "coordinator_impl.hpp"
 #include "mproc/logging.hpp"
 #include "mproc/pool/detail/death_accounting.hpp"
+#include "mproc/pool/detail/dispatch_policy.hpp"
 
 namespace mproc::detail {
 
@@ -157,6 +158,7 @@ void Coordinator::Impl::on_zygote_report(Zygote::Report r) {
       }
       if (w->pending_signal != 0) kill_worker(w, std::exchange(w->pending_signal, 0));
       get_logger()->debug("started {} (pid {})", w->name, w->pid);
+      worker_started(*w);
       publish_pids();
     }
   } else if (r.kind == K::kSpawnFailed) {
@@ -266,6 +268,16 @@ void Coordinator::Impl::finalize(const WorkerPtr& w) {
   WorkerEnd end;
   end.init_acked = w->init_acked;
   end.protocol_fault = w->fault != nullptr;
+  end.status = w->status;
+  end.init_failed = w->init_failed;
+  end.announced_retire = w->announced_retire;
+  end.quota_spent = quota_spent(w->assigned, opts_.maxtasksperchild);
+  end.timed_out = w->timed_out != 0;
+  end.cancelled = w->cancelled_head != 0;
+  if (shutting_down_) {
+    end.pool_stop = terminating_ ? WorkerEnd::PoolStop::kTerminate : WorkerEnd::PoolStop::kClose;
+  }
+  worker_ended(*w, &end);
   if (count_init_death(init_deaths_, end, shutting_down_) && !broken_) {
     const DeadWorker who{w->name, w->pid, w->status};
     initializer_failed(std::make_exception_ptr(WorkerLostError(
@@ -315,7 +327,8 @@ void Coordinator::Impl::settle_held_tasks(Worker& w) {
     auto t = std::move(held.front());
     held.pop_front();
     const std::string msg = ran_unsent_message(who, t->id);
-    fail_task(std::move(t), std::make_exception_ptr(WorkerLostError(msg, w.pid, code, sig)));
+    fail_task(std::move(t), std::make_exception_ptr(WorkerLostError(msg, w.pid, code, sig)),
+              TaskFailure::kWorkerLost);
   }
   std::unique_ptr<Task> head;
   if (split.culprit) {
@@ -326,7 +339,8 @@ void Coordinator::Impl::settle_held_tasks(Worker& w) {
   for (auto it = held.rbegin(); it != held.rend(); ++it) {
     // A cancel that killed the worker before the task started still cancels it.
     if (cancelled_before_start((*it)->id, why)) {
-      fail_task(std::move(*it), std::make_exception_ptr(CancelledError("the task was cancelled")));
+      fail_task(std::move(*it), std::make_exception_ptr(CancelledError("the task was cancelled")),
+                TaskFailure::kCancelled);
       continue;
     }
     pending_.push_front(std::move(*it));
@@ -338,18 +352,20 @@ void Coordinator::Impl::settle_held_tasks(Worker& w) {
   const Culprit culprit{head->id, head->crashes + 1};
   switch (culprit_fate(culprit, why, opts_.max_retries, broken_ != nullptr)) {
     case CulpritFate::kCancelled:
-      fail_task(std::move(head), std::make_exception_ptr(CancelledError("the task was cancelled")));
+      fail_task(std::move(head), std::make_exception_ptr(CancelledError("the task was cancelled")),
+                TaskFailure::kCancelled);
       break;
     case CulpritFate::kTimedOut: {
       const auto ms =
           std::chrono::duration_cast<std::chrono::milliseconds>(timeout_of(*head)).count();
       std::string msg = timed_out_message(who, head->id, ms);
       get_logger()->warn("{}", msg);
-      fail_task(std::move(head), std::make_exception_ptr(TaskTimeoutError(msg)));
+      fail_task(std::move(head), std::make_exception_ptr(TaskTimeoutError(msg)),
+                TaskFailure::kTimeout);
       break;
     }
     case CulpritFate::kProtocolFault:
-      fail_task(std::move(head), w.fault);
+      fail_task(std::move(head), w.fault, TaskFailure::kWorkerLost);
       break;
     case CulpritFate::kRetry:
       head->crashes = culprit.crashes;
@@ -362,7 +378,8 @@ void Coordinator::Impl::settle_held_tasks(Worker& w) {
       head->crashes = culprit.crashes;
       std::string msg = lost_message(who, culprit);
       get_logger()->warn("{}", msg);
-      fail_task(std::move(head), std::make_exception_ptr(WorkerLostError(msg, w.pid, code, sig)));
+      fail_task(std::move(head), std::make_exception_ptr(WorkerLostError(msg, w.pid, code, sig)),
+                TaskFailure::kWorkerLost);
       break;
     }
   }

@@ -44,6 +44,20 @@ bool count_init_death(unsigned& in_a_row, const WorkerEnd& w, bool shutting_down
   return false;
 }
 
+WorkerExitCause exit_cause(const WorkerEnd& w) noexcept {
+  using C = WorkerExitCause;
+  if (w.pool_stop == WorkerEnd::PoolStop::kTerminate) return C::kTerminate;
+  if (w.pool_stop == WorkerEnd::PoolStop::kClose) return C::kClose;
+  if (w.protocol_fault) return C::kProtocolFault;
+  if (w.timed_out) return C::kTimeout;
+  if (w.cancelled) return C::kCancel;
+  if (w.init_failed || !w.init_acked) return C::kInitializer;
+  if (w.announced_retire) return C::kMemoryCap;
+  const bool clean = WIFEXITED(w.status) && WEXITSTATUS(w.status) == 0;
+  if (w.quota_spent && clean) return C::kMaxTasks;
+  return C::kCrash;
+}
+
 bool idle_death_is_abnormal(int status, bool shutting_down) noexcept {
   const bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
   return !clean && !shutting_down;

@@ -25,6 +25,8 @@
 #include "mproc/logging.hpp"
 #include "mproc/mpi.hpp"
 #include "mproc/pool/detail/engine_state.hpp"
+#include "mproc/pool/detail/pool_counters.hpp"
+#include "mproc/pool/detail/stats_exchange.hpp"
 #include "mproc/process_info.hpp"
 #include "mproc/serialize/detail/exception_wire.hpp"
 #include "mproc/serialize/detail/frame.hpp"
@@ -56,6 +58,8 @@ struct RankSlot {
   int rank = 0;
   std::deque<InFlight> inflight;
   std::size_t abandoned = 0;  // entries whose task was failed while the rank holds it
+  std::uint64_t done = 0;     // replies to tasks received from it (stats)
+  Clock::time_point since{};  // when its first entry started running (stats: the task's age)
 
   bool accepts(std::uint64_t owed_elsewhere, bool timed) const {
     if (abandoned != 0 || owed_elsewhere != 0) return false;  // busy with a dropped task
@@ -84,6 +88,7 @@ class MpiEngine final : public PoolEngine {
     slots_ = std::vector<RankSlot>(n);  // RankSlot is not copyable: built in place
     for (std::size_t i = 0; i < n; ++i) {
       slots_[i].rank = static_cast<int>(i) + 1;
+      counts_.workers.started += 1;
       if (!opts_.init_frame().empty()) {
         InFlight e;
         e.init = true;
@@ -157,6 +162,16 @@ class MpiEngine final : public PoolEngine {
   std::vector<pid_t> worker_pids() const override { return {}; }
   pid_t zygote_pid() const noexcept override { return 0; }
 
+  // A snapshot taken by the I/O thread between two rounds: tasks, a row per rank (pid 0),
+  // run times. Ranks never exit while the pool lives.
+  PoolStats stats() const override {
+    EngineSnapshot snap = stats_.request([this] {
+      std::lock_guard lock(state_.mu);  // the I/O thread checks wanted() under it
+      cv_.notify_one();
+    });
+    return finish_snapshot(std::move(snap), /*read_rss=*/false);
+  }
+
  private:
   void stop() {
     {
@@ -180,7 +195,7 @@ class MpiEngine final : public PoolEngine {
       {
         std::unique_lock lock(state_.mu);
         auto woken = [&] {
-          return !inbox_.empty() || !cancels_.empty() || cancel_queued_ || stop_;
+          return !inbox_.empty() || !cancels_.empty() || cancel_queued_ || stop_ || stats_.wanted();
         };
         if (!worked && !woken()) {
           if (idle()) {
@@ -204,11 +219,13 @@ class MpiEngine final : public PoolEngine {
         decltype(pending_) queued;
         queued.swap(pending_);
         for (auto& t : queued) {
+          counts_.failed_by(TaskFailure::kCancelled);
           t->on_error(
               std::make_exception_ptr(CancelledError("the task was cancelled by shutdown()")));
           task_finished(1);
         }
       }
+      stats_.serve([this] { return snapshot(); });
       std::lock_guard mpi(s_.mu);
       if (s_.finalized) {  // the program is exiting with this pool alive: MPI is gone
         fail_everything(std::make_exception_ptr(
@@ -224,6 +241,46 @@ class MpiEngine final : public PoolEngine {
       worked = progress();
       if (worked) backoff.reset();
     }
+    EngineSnapshot last;
+    try {
+      last = snapshot();
+    } catch (...) {  // no memory: an empty one rather than a caller waiting forever
+    }
+    stats_.finish(std::move(last));
+  }
+
+  // The I/O thread's view for stats().
+  EngineSnapshot snapshot() const {
+    EngineSnapshot s;
+    PoolStats& st = s.stats;
+    st.processes = slots_.size();
+    counts_.copy_to(st);
+    {
+      std::lock_guard lock(state_.mu);
+      st.tasks.queued = inbox_.size();
+    }
+    st.tasks.queued += pending_.size();
+    const auto now = Clock::now();
+    for (const auto& slot : slots_) {
+      PoolStats::Worker row;
+      row.index = static_cast<std::uint64_t>(slot.rank);
+      row.name = "rank " + std::to_string(slot.rank);
+      row.tasks_done = slot.done;
+      bool first = true;
+      for (const auto& e : slot.inflight) {
+        if (!e.task) continue;  // the init frame, or abandoned
+        if (first && e.sent) {
+          ++st.tasks.running;
+          row.current_task_age = now - slot.since;
+        } else {
+          ++st.tasks.queued;
+        }
+        first = false;
+      }
+      st.workers.push_back(std::move(row));
+    }
+    s.run_times = counts_.run_times.samples();
+    return s;
   }
 
   // Nothing to send and nothing this pool waits for: sleep until a submission. (Replies owed
@@ -281,6 +338,7 @@ class MpiEngine final : public PoolEngine {
       if (e.timed) e.deadline = now + limit;
       e.task = std::move(pending_.front());
       pending_.pop_front();
+      if (best->inflight.empty()) best->since = now;
       best->inflight.push_back(std::move(e));
       isend(*best, best->inflight.back());
       sent = true;
@@ -334,8 +392,11 @@ class MpiEngine final : public PoolEngine {
     }
     InFlight e = std::move(*it);
     slot.inflight.erase(it);
-    if (!slot.inflight.empty() && slot.inflight.front().timed)
-      slot.inflight.front().deadline = Clock::now() + slot.inflight.front().limit;
+    if (!slot.inflight.empty()) {
+      slot.since = Clock::now();
+      if (slot.inflight.front().timed)
+        slot.inflight.front().deadline = slot.since + slot.inflight.front().limit;
+    }
     const std::span<const char> payload = bytes.subspan(kFrameHeaderSize);
     if (e.init) {
       if (h && h->kind == FrameKind::kResultErr) initializer_failed(decode_exception(payload));
@@ -345,12 +406,16 @@ class MpiEngine final : public PoolEngine {
       --slot.abandoned;
       return;
     }
+    ++slot.done;
     if (!h) {
+      counts_.failed_by(TaskFailure::kWorkerLost);
       e.task->on_error(std::make_exception_ptr(
           SerializationError("corrupt reply from MPI rank " + std::to_string(slot.rank))));
     } else if (h->kind == FrameKind::kResultOk) {
+      counts_.answered(true, h->aux);
       e.task->on_ok(payload);
     } else {
+      counts_.answered(false, h->aux);
       e.task->on_error(decode_exception(payload));
     }
     task_finished(1);
@@ -362,7 +427,7 @@ class MpiEngine final : public PoolEngine {
       for (auto& e : slot.inflight) {
         if (!e.task || !e.timed || e.deadline > now) continue;
         const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(e.limit).count();
-        abandon(slot, e,
+        abandon(slot, e, TaskFailure::kTimeout,
                 std::make_exception_ptr(TaskTimeoutError(
                     "task ran longer than its time limit (" + std::to_string(ms) +
                     " ms) on MPI rank " + std::to_string(slot.rank) +
@@ -373,9 +438,10 @@ class MpiEngine final : public PoolEngine {
     }
   }
 
-  void abandon(RankSlot& slot, InFlight& e, std::exception_ptr why) {
+  void abandon(RankSlot& slot, InFlight& e, TaskFailure kind, std::exception_ptr why) {
     std::unique_ptr<Task> t = std::move(e.task);
     ++slot.abandoned;
+    counts_.failed_by(kind);
     t->on_error(std::move(why));
     task_finished(1);
   }
@@ -385,6 +451,7 @@ class MpiEngine final : public PoolEngine {
       if ((*it)->id != id) continue;
       std::unique_ptr<Task> t = std::move(*it);
       pending_.erase(it);
+      counts_.failed_by(TaskFailure::kCancelled);
       t->on_error(std::make_exception_ptr(CancelledError("the task was cancelled")));
       task_finished(1);
       return;
@@ -392,7 +459,8 @@ class MpiEngine final : public PoolEngine {
     for (auto& slot : slots_) {
       for (auto& e : slot.inflight) {
         if (e.task && e.id == id) {
-          abandon(slot, e, std::make_exception_ptr(CancelledError("the task was cancelled")));
+          abandon(slot, e, TaskFailure::kCancelled,
+                  std::make_exception_ptr(CancelledError("the task was cancelled")));
           return;
         }
       }
@@ -406,10 +474,10 @@ class MpiEngine final : public PoolEngine {
   }
 
   void fail_everything(const std::exception_ptr& e) {
-    state_.fail_queued(inbox_, pending_, e);
+    counts_.failed_by(TaskFailure::kAborted, state_.fail_queued(inbox_, pending_, e));
     for (auto& slot : slots_)
       for (auto& entry : slot.inflight)
-        if (entry.task) abandon(slot, entry, e);
+        if (entry.task) abandon(slot, entry, TaskFailure::kAborted, e);
   }
 
   // The pool ends with ranks still holding frames: later pools, and the exit, must receive
@@ -442,7 +510,7 @@ class MpiEngine final : public PoolEngine {
 
   // Shared with callers, under state_.mu.
   EngineState state_;
-  std::condition_variable cv_;
+  mutable std::condition_variable cv_;
   std::vector<std::unique_ptr<Task>> inbox_;
   std::vector<std::uint64_t> cancels_;
   bool cancel_queued_ = false;
@@ -452,6 +520,8 @@ class MpiEngine final : public PoolEngine {
   std::deque<std::unique_ptr<Task>> pending_;
   std::vector<RankSlot> slots_;
   Bytes rbuf_;
+  PoolCounters counts_;
+  mutable StatsExchange stats_;  // callers' stats() requests, answered between rounds
 
   std::mutex join_mu_;
   std::thread io_thread_;

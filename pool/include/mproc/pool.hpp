@@ -61,6 +61,7 @@
 #include "mproc/pool/futures.hpp"
 #include "mproc/pool/imap.hpp"
 #include "mproc/pool/pool_options.hpp"
+#include "mproc/pool/pool_stats.hpp"
 #include "mproc/process_info.hpp"
 
 namespace mproc {
@@ -117,6 +118,15 @@ class Pool : public detail::PoolApi<Pool> {
   // whose workers are MPI ranks.
   std::vector<pid_t> worker_pids() const { return eng().worker_pids(); }
   pid_t zygote_pid() const noexcept { return engine_ ? engine_->zygote_pid() : 0; }
+
+  // What the pool is doing (mproc/pool/pool_stats.hpp): tasks queued, running, completed and
+  // failed by kind; workers started and exited by cause; each live worker's pid, tasks, current
+  // task's age and RSS; task run-time percentiles. A snapshot that does not stop the pool: one
+  // round trip to its I/O thread (which copies counters it keeps anyway), then the per-worker
+  // RSS read from /proc on the calling thread — tens of microseconds, fine to call every
+  // second. After join() or terminate() it returns the final counts (no workers). Thread-safe.
+  // Throws PoolStateError for a moved-from Pool or in a fork child, std::bad_alloc.
+  PoolStats stats() const { return eng().stats(); }
 
  private:
   friend struct detail::PoolOverEngine;

@@ -5,8 +5,8 @@
 //   auto v = pool.map(square, inputs);
 //
 // Same calls, futures, callbacks and errors as mproc::Pool (apply, apply_async, submit, map,
-// map_async, starmap, starmap_async, imap, imap_unordered, close, join, terminate, shutdown;
-// PoolOptions' max_queued), and movable as Pool is. Differences, all of them
+// map_async, starmap, starmap_async, imap, imap_unordered, close, join, terminate, shutdown,
+// stats; PoolOptions' max_queued), and movable as Pool is. Differences, all of them
 // the nature of threads: tasks share the process (no isolation, no serialization: any callable,
 // capturing lambdas included, and any copyable argument type); terminate() cancels queued tasks
 // with PoolStateError but waits for running ones, since a thread cannot be killed.
@@ -31,6 +31,7 @@
 #include "mproc/pool/futures.hpp"
 #include "mproc/pool/imap.hpp"
 #include "mproc/pool/pool_options.hpp"
+#include "mproc/pool/pool_stats.hpp"
 #include "mproc/runtime/detail/owner.hpp"
 
 namespace mproc {
@@ -51,7 +52,7 @@ class ThreadApplyJob final : public ThreadJob {
  public:
   ThreadApplyJob(Fn fn, Tuple args, std::shared_ptr<ResultState<R>> s)
       : fn_(std::move(fn)), args_(std::move(args)), state_(std::move(s)) {}
-  void run() noexcept override {
+  bool run() noexcept override {
     state_->mark_started();
     try {
       if constexpr (std::is_void_v<R>) {
@@ -60,8 +61,10 @@ class ThreadApplyJob final : public ThreadJob {
       } else {
         state_->set_value(std::apply(fn_, args_));
       }
+      return true;
     } catch (...) {
       state_->fail(std::current_exception());
+      return false;
     }
   }
   void cancel(std::exception_ptr why) noexcept override { state_->fail(std::move(why)); }
@@ -107,8 +110,9 @@ class ThreadMapJob final : public ThreadJob {
   ThreadMapJob(Fn fn, std::vector<Item> items, std::size_t offset,
                std::shared_ptr<ThreadMapState<R>> s)
       : fn_(std::move(fn)), items_(std::move(items)), offset_(offset), state_(std::move(s)) {}
-  void run() noexcept override {
+  bool run() noexcept override {
     state_->result->mark_started();
+    bool ok = true;
     try {
       for (std::size_t i = 0; i < items_.size(); ++i) {
         if constexpr (std::is_void_v<R>) {
@@ -119,8 +123,10 @@ class ThreadMapJob final : public ThreadJob {
       }
     } catch (...) {
       state_->result->fail(std::current_exception());
+      ok = false;
     }
     state_->chunk_done(items_.size());
+    return ok;
   }
   void cancel(std::exception_ptr why) noexcept override {
     state_->result->fail(std::move(why));
@@ -139,14 +145,16 @@ class ThreadImapJob final : public ThreadJob {
  public:
   ThreadImapJob(Fn fn, std::vector<Item> items, std::size_t chunk, std::shared_ptr<ImapState<R>> s)
       : fn_(std::move(fn)), items_(std::move(items)), chunk_(chunk), state_(std::move(s)) {}
-  void run() noexcept override {
+  bool run() noexcept override {
     try {
       std::vector<R> out;
       out.reserve(items_.size());
       for (auto& item : items_) out.push_back(std::invoke(fn_, item));
       state_->deliver(chunk_, std::move(out));
+      return true;
     } catch (...) {
       state_->deliver(chunk_, std::current_exception());
+      return false;
     }
   }
   void cancel(std::exception_ptr why) noexcept override { state_->deliver(chunk_, why); }
@@ -193,6 +201,12 @@ class ThreadPool : public detail::PoolApi<ThreadPool> {
   void join() { eng().join(); }
   void terminate() { eng().terminate(); }
   std::size_t processes() const noexcept { return engine_ ? engine_->processes() : 0; }
+
+  // As Pool::stats() (mproc/pool/pool_stats.hpp), for threads: tasks queued, running,
+  // completed, failed (a task's exception; cancelled by shutdown(cancel_futures); aborted by
+  // terminate()); run-time percentiles; a row per thread (pid: its tid; rss 0). Taken under the
+  // pool's lock, no I/O. Thread-safe. Throws PoolStateError for a moved-from ThreadPool.
+  PoolStats stats() const { return eng().stats(); }
 
  private:
   // The thread that runs this pool's callbacks (PoolApi gives it to each result).

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <optional>
 #include <stdexcept>
@@ -19,6 +20,7 @@
 #include <tuple>
 #include <utility>
 
+#include "mproc/pool/worker_events.hpp"
 #include "mproc/serialize/detail/callable.hpp"
 #include "mproc/serialize/detail/frame.hpp"
 #include "mproc/start_method.hpp"
@@ -97,6 +99,18 @@ struct PoolOptions {
   // Largest frame (task or result) accepted, in bytes; checked before anything is allocated.
   // At least 4 KiB (smaller values are raised to it).
   std::size_t max_frame_bytes = detail::kDefaultMaxFrameBytes;
+
+  // Worker hooks (Celery's on_process_up / on_process_down), in this process: called once when
+  // a worker process has started (its pid is known) and once when it has ended, whatever the
+  // cause (worker_events.hpp), the pool's own close()/join() and terminate() included. For each
+  // worker its start comes before its exit. They run on the pool's callback thread (the one
+  // that runs AsyncResult callbacks, in order with them), never on its I/O thread: a slow hook
+  // delays callbacks, not tasks. An exception a hook throws is caught and logged. When join()
+  // or terminate() returns, every hook has run (unless it is called from a callback or a hook,
+  // which cannot wait for its own thread). Process pools only: ThreadPool and the MPI pool ignore
+  // them.
+  std::function<void(const WorkerStarted&)> on_worker_start;
+  std::function<void(const WorkerExited&)> on_worker_exit;
 
   // Runs `fn(args...)` once in every worker before its first task. If it throws, the worker
   // exits and the pool is broken: pending and later tasks fail with the initializer's exception.

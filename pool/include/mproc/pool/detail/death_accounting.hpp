@@ -1,7 +1,7 @@
 // mproc/pool/detail/death_accounting.hpp — when a pool worker dies holding tasks: which of them
 // ran (fail them, never run them twice), which one was running (the culprit: retried or
-// failed), and which never started (back to the front of the queue, in order). Internal
-// (namespace detail).
+// failed), which never started (back to the front of the queue, in order), and why it ended
+// (WorkerExitCause, for PoolStats and PoolOptions::on_worker_exit). Internal (namespace detail).
 //
 // Pure functions of what the coordinator recorded about the worker, so the unit tests reach
 // every case without making a process die at the right moment.
@@ -13,6 +13,8 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+
+#include "mproc/pool/worker_events.hpp"
 
 namespace mproc::detail {
 
@@ -27,7 +29,21 @@ struct WorkerEnd {
   bool init_acked = true;         // it answered the init frame (or had none)
   bool announced_retire = false;  // it sent kRetiring: nothing behind its last result started
   bool protocol_fault = false;    // it sent garbage
+  // Why it may have ended (exit_cause()).
+  int status = 0;            // its wait status
+  bool init_failed = false;  // its initializer threw (it answered the init frame with an error)
+  bool quota_spent = false;  // maxtasksperchild: it was given its last task
+  bool timed_out = false;    // the pool stopped it: a task ran out of time
+  bool cancelled = false;    // the pool killed it: its running task was cancelled
+  enum class PoolStop : std::uint8_t { kNone, kClose, kTerminate };
+  PoolStop pool_stop = PoolStop::kNone;  // the pool was shutting down when it ended
 };
+
+// Why the worker ended. The pool's shutdown comes first (a worker stopped by it is not
+// replaced, whatever it was doing); then what the pool did to it (a corrupt frame, a time
+// limit, a cancel), its initializer, its memory cap; a clean exit after its quota is
+// maxtasksperchild; anything else is a crash.
+WorkerExitCause exit_cause(const WorkerEnd& w) noexcept;
 
 // How the held tasks divide, oldest first: `ran_unsent` finished with their results still
 // inside the dead worker (replies leave in batches); then, if `culprit`, the one that was

@@ -21,6 +21,7 @@
 
 #include "mproc/pool/detail/callback_runner.hpp"
 #include "mproc/pool/detail/task_canceller.hpp"
+#include "mproc/pool/pool_stats.hpp"
 #include "mproc/serialize/detail/wire_archive.hpp"
 
 namespace mproc {
@@ -48,6 +49,7 @@ class Task : public ChunkJob {
   std::uint64_t id = 0;
   Bytes frame;  // header + payload, ready to send
   unsigned crashes = 0;
+  bool skip_requested = false;  // its worker was asked to skip it (a cancel): its error is that
   std::chrono::nanoseconds timeout{0};       // 0: the pool's task_timeout
   std::chrono::nanoseconds soft_timeout{0};  // 0: the pool's soft_timeout
 };
@@ -97,6 +99,10 @@ class PoolEngine : public TaskCanceller {
   // when the workers are not processes of this machine).
   virtual std::vector<pid_t> worker_pids() const = 0;
   virtual pid_t zygote_pid() const noexcept = 0;
+
+  // A snapshot of the pool's counters and workers (mproc/pool/pool_stats.hpp). Cheap enough
+  // to call every second; never stops the pool. Throws std::bad_alloc.
+  virtual PoolStats stats() const = 0;
 };
 
 // The process pool's engine (the coordinator, pool/src/coordinator.hpp). Throws what its

@@ -86,10 +86,10 @@ class EngineState {
   }
 
   // Fails every task not handed to a worker, the inbox (taken under `mu`) first, then the I/O
-  // thread's `pending`, in order, and counts them finished. An engine then fails what its
-  // workers hold.
+  // thread's `pending`, in order, and counts them finished; returns how many. An engine then
+  // fails what its workers hold.
   template <class Inbox, class Pending>
-  void fail_queued(Inbox& inbox, Pending& pending, const std::exception_ptr& e) {
+  std::size_t fail_queued(Inbox& inbox, Pending& pending, const std::exception_ptr& e) {
     Pending all;
     {
       std::lock_guard lock(mu);
@@ -105,6 +105,7 @@ class EngineState {
       ++n;
     }
     task_finished(n);
+    return n;
   }
 
   // Guards this state and the engine's own inbox.
