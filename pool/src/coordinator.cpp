@@ -43,7 +43,7 @@ Coordinator::Impl::Impl(const PoolOptions& o)
       spec.max_address_space = opts_.max_address_space_per_child;
       spec.nslots = progress_->count();
       spec.log_level = static_cast<std::int32_t>(get_logger()->level());
-      zygote_ = start_zygote(method_, spec, progress_->fd(), progress_->data());
+      zygote_ = start_zygote(method_, spec, progress_->fd(), progress_->data(), logs_.child_fd());
       zygote_pid_.store(zygote_.pid());
       control_ = std::make_unique<asio::posix::stream_descriptor>(io_, zygote_.control_fd());
       watch_zygote();
@@ -128,6 +128,9 @@ void Coordinator::Impl::terminate() {
 void Coordinator::Impl::wait_io_thread() {
   std::lock_guard lock(join_mu_);
   if (io_thread_.joinable()) io_thread_.join();
+  // The workers have exited: what they logged is in the channel. It reaches the sinks before
+  // join() returns.
+  logs_.stop();
 }
 
 // ---- the I/O thread -------------------------------------------------------------------------

@@ -26,6 +26,7 @@
 #include "mproc/pool/detail/stats_exchange.hpp"
 #include "mproc/pool/detail/time_limits.hpp"
 #include "mproc/runtime/detail/fd.hpp"
+#include "mproc/runtime/detail/log_channel.hpp"
 #include "mproc/start_method.hpp"
 #include "mproc/worker/detail/zygote.hpp"
 #include "progress_slots.hpp"
@@ -168,6 +169,7 @@ class Coordinator::Impl {
   StartMethod method_;
   std::string name_prefix_;
   std::shared_ptr<CallbackRunner> runner_;
+  LogRelay logs_;  // the workers' log records, to get_logger()'s sinks (log_channel.hpp)
   asio::io_context io_;
   std::thread io_thread_;
   std::mutex join_mu_;

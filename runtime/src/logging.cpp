@@ -1,26 +1,47 @@
 #include "mproc/logging.hpp"
 
+#include <spdlog/details/fmt_helper.h>
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/base_sink.h>
 #include <unistd.h>
 
 #include <vector>
 
+#include "logging_internal.hpp"
 #include "mproc/process_info.hpp"
 
 namespace mproc {
 namespace {
 
-// %N: the current process's name ("MainProcess", "ForkPoolWorker-1").
+// The process whose record a sink is writing, when it is not this one (a relayed record).
+thread_local const detail::LogOrigin* t_origin = nullptr;
+
+// %N: the name of the process that logged ("MainProcess", "ForkPoolWorker-1").
 class ProcessNameFlag final : public spdlog::custom_flag_formatter {
  public:
   void format(const spdlog::details::log_msg&, const std::tm&,
               spdlog::memory_buf_t& dest) override {
+    if (t_origin != nullptr) {
+      dest.append(t_origin->name.data(), t_origin->name.data() + t_origin->name.size());
+      return;
+    }
     const std::string& n = current_process().name();
     dest.append(n.data(), n.data() + n.size());
   }
   std::unique_ptr<custom_flag_formatter> clone() const override {
     return std::make_unique<ProcessNameFlag>();
+  }
+};
+
+// %P: the pid of the process that logged (spdlog's own %P is always this process's).
+class ProcessIdFlag final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg&, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    spdlog::details::fmt_helper::append_int(t_origin != nullptr ? t_origin->pid : ::getpid(), dest);
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<ProcessIdFlag>();
   }
 };
 
@@ -45,9 +66,7 @@ class StderrSink final : public spdlog::sinks::base_sink<std::mutex> {
 };
 
 std::unique_ptr<spdlog::formatter> make_formatter() {
-  auto formatter = std::make_unique<spdlog::pattern_formatter>();
-  formatter->add_flag<ProcessNameFlag>('N').set_pattern("[%H:%M:%S.%e] [%l] [%N %P] %v");
-  return formatter;
+  return log_formatter();
 }
 
 std::shared_ptr<spdlog::logger> make_logger() {
@@ -67,6 +86,12 @@ std::shared_ptr<spdlog::logger> get_logger() {
   return *logger;
 }
 
+std::unique_ptr<spdlog::formatter> log_formatter(const std::string& pattern) {
+  auto formatter = std::make_unique<spdlog::pattern_formatter>();
+  formatter->add_flag<ProcessNameFlag>('N').add_flag<ProcessIdFlag>('P').set_pattern(pattern);
+  return formatter;
+}
+
 std::shared_ptr<spdlog::logger> log_to_stderr(spdlog::level::level_enum level) {
   auto logger = get_logger();
   logger->set_level(level);
@@ -74,16 +99,29 @@ std::shared_ptr<spdlog::logger> log_to_stderr(spdlog::level::level_enum level) {
 }
 
 namespace detail {
+
+LogOriginScope::LogOriginScope(const LogOrigin& origin) noexcept : previous_(t_origin) {
+  t_origin = &origin;
+}
+LogOriginScope::~LogOriginScope() {
+  t_origin = previous_;
+}
+
+void install_child_sink(spdlog::sink_ptr sink) {
+  auto logger = get_logger();
+  // Another thread of the parent may have held a sink's mutex at the fork: that copy stays
+  // locked forever here. Replace the sinks, and never destroy the old ones.
+  static auto* retired = new std::vector<spdlog::sink_ptr>;
+  retired->reserve(retired->size() + logger->sinks().size());
+  sink->set_formatter(make_formatter());
+  retired->insert(retired->end(), logger->sinks().begin(), logger->sinks().end());
+  logger->sinks().clear();
+  logger->sinks().push_back(std::move(sink));
+}
+
 void reset_logging_after_fork() noexcept {
   try {
-    auto logger = get_logger();
-    // Another thread of the parent may have held a sink's mutex at the fork: that copy stays
-    // locked forever here. Replace the sinks, and never destroy the old ones.
-    static auto* retired = new std::vector<spdlog::sink_ptr>;
-    retired->insert(retired->end(), logger->sinks().begin(), logger->sinks().end());
-    logger->sinks().clear();
-    logger->sinks().push_back(std::make_shared<StderrSink>());
-    logger->set_formatter(make_formatter());
+    install_child_sink(std::make_shared<StderrSink>());
   } catch (...) {
     // Logging never throws; a worker without a log is still a worker.
   }

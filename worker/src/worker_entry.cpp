@@ -35,6 +35,7 @@ constexpr const char* kSpawnEnv = "MPROC_SPAWN_WORKER";
 struct SpawnedWorker {
   std::int32_t fd = -1;
   std::int32_t progress_fd = -1;
+  std::int32_t log_fd = -1;  // the pool's log channel (log_channel.hpp)
   std::uint32_t slot = 0;
   std::uint32_t serial = 0;
   std::int32_t zygote = 0;  // the parent it must die with
@@ -42,8 +43,8 @@ struct SpawnedWorker {
 
   template <class A>
   void serialize(A& ar) {
-    ar(fd, progress_fd, slot, serial, zygote, spec.maxtasks, spec.max_frame_bytes, spec.max_memory,
-       spec.max_address_space, spec.nslots, spec.log_level);
+    ar(fd, progress_fd, log_fd, slot, serial, zygote, spec.maxtasks, spec.max_frame_bytes,
+       spec.max_memory, spec.max_address_space, spec.nslots, spec.log_level);
   }
 };
 
@@ -54,9 +55,10 @@ WorkerTaskCounters* map_progress(int fd, std::uint32_t nslots) {
   return static_cast<WorkerTaskCounters*>(p);
 }
 
-[[noreturn]] void run_pool_worker(int fd, unsigned serial, unsigned slot, WorkerTaskCounters* base,
-                                  const WorkerSpec& spec, StartMethod method) {
-  enter_worker_process(fd, worker_name_prefix(method) + std::to_string(serial));
+[[noreturn]] void run_pool_worker(int fd, int log_fd, unsigned serial, unsigned slot,
+                                  WorkerTaskCounters* base, const WorkerSpec& spec,
+                                  StartMethod method) {
+  enter_worker_process(fd, worker_name_prefix(method) + std::to_string(serial), log_fd);
   get_logger()->set_level(static_cast<spdlog::level::level_enum>(spec.log_level));
   WorkerConfig c;
   c.progress = base != nullptr && slot < spec.nslots ? &base[slot] : nullptr;
@@ -70,12 +72,16 @@ WorkerTaskCounters* map_progress(int fd, std::uint32_t nslots) {
 // In the zygote's fresh child: become a new program that init() turns into a worker. The child
 // is single-threaded: it may allocate, and its message waits in the socket across the exec.
 [[noreturn]] void exec_spawned_worker(int fd, unsigned serial, unsigned slot, int progress_fd,
-                                      const WorkerSpec& spec) {
+                                      int log_fd, const WorkerSpec& spec) {
   try {
     ExecBootstrap boot(kSpawnEnv, "mproc-spawn-worker");
-    boot.send(SpawnedWorker{fd, progress_fd, slot, serial, ::getppid(), spec});
-    const std::array<int, 2> inherit{fd, progress_fd};
-    boot.exec(progress_fd >= 0 ? std::span<const int>(inherit) : std::span<const int>(&fd, 1));
+    boot.send(SpawnedWorker{fd, progress_fd, log_fd, slot, serial, ::getppid(), spec});
+    std::array<int, 3> inherit{fd, -1, -1};
+    std::size_t n = 1;
+    for (int extra : {progress_fd, log_fd}) {
+      if (extra >= 0) inherit[n++] = extra;
+    }
+    boot.exec(std::span<const int>(inherit.data(), n));
     std::fprintf(stderr, "mproc: cannot exec /proc/self/exe for a spawn worker: %s\n",
                  std::strerror(errno));
   } catch (const std::exception& e) {
@@ -89,7 +95,8 @@ WorkerTaskCounters* map_progress(int fd, std::uint32_t nslots) {
 // In the fork server's fresh child: become the zygote of the pool that asked.
 void forkserver_child(std::span<const char> data, std::span<const int> fds) {
   WorkerSpec spec;
-  if (data.size() != sizeof spec || fds.size() != 2) ::_exit(2);
+  if (data.size() != sizeof spec || fds.size() < 2 || fds.size() > 3) ::_exit(2);
+  const int log_fd = fds.size() == 3 ? fds[2] : -1;
   std::memcpy(&spec, data.data(), sizeof spec);
   WorkerTaskCounters* base = nullptr;
   try {
@@ -99,10 +106,11 @@ void forkserver_child(std::span<const char> data, std::span<const int> fds) {
   }
   ::close(fds[1]);
   warm_callable_tables();
-  const Zygote::WorkerMain main = [spec, base](int fd, unsigned serial, unsigned slot) {
-    run_pool_worker(fd, serial, slot, base, spec, StartMethod::kForkserver);
+  const Zygote::WorkerMain main = [spec, base, log_fd](int fd, unsigned serial, unsigned slot) {
+    run_pool_worker(fd, log_fd, serial, slot, base, spec, StartMethod::kForkserver);
   };
-  run_zygote(fds[0], ::getppid(), main, {});
+  const std::array<int, 1> keep{log_fd};
+  run_zygote(fds[0], ::getppid(), main, keep);
 }
 
 // In a program exec'd by the spawn start method: run the worker and never return.
@@ -112,6 +120,7 @@ void enter_if_spawned_worker() {
   if (w->fd < 0) exec_bootstrap_corrupt(kSpawnEnv, "no worker socket");
   die_with_parent(w->zygote);  // the zygote may have died while we were exec'ing
   set_cloexec(w->fd, true);
+  if (w->log_fd >= 0) set_cloexec(w->log_fd, true);
   WorkerTaskCounters* base = nullptr;
   if (w->progress_fd >= 0) {
     try {
@@ -121,7 +130,7 @@ void enter_if_spawned_worker() {
     }
     ::close(w->progress_fd);
   }
-  run_pool_worker(w->fd, w->serial, w->slot, base, w->spec, StartMethod::kSpawn);
+  run_pool_worker(w->fd, w->log_fd, w->serial, w->slot, base, w->spec, StartMethod::kSpawn);
 }
 
 std::string worker_name_prefix(StartMethod method) {
@@ -137,26 +146,31 @@ std::string worker_name_prefix(StartMethod method) {
 }
 
 Zygote start_zygote(StartMethod method, const WorkerSpec& spec, int progress_fd,
-                    WorkerTaskCounters* progress) {
+                    WorkerTaskCounters* progress, int log_fd) {
   require_start_method(method);
   switch (method) {
-    case StartMethod::kFork:
+    case StartMethod::kFork: {
       warm_callable_tables();  // before the zygote forks: it and every worker inherit it
-      return Zygote([spec, progress](int fd, unsigned serial, unsigned slot) {
-        run_pool_worker(fd, serial, slot, progress, spec, StartMethod::kFork);
-      });
-    case StartMethod::kSpawn: {
-      const std::array<int, 1> keep{progress_fd};
+      const std::array<int, 1> keep{log_fd};
       return Zygote(
-          [spec, progress_fd](int fd, unsigned serial, unsigned slot) {
-            exec_spawned_worker(fd, serial, slot, progress_fd, spec);
+          [spec, progress, log_fd](int fd, unsigned serial, unsigned slot) {
+            run_pool_worker(fd, log_fd, serial, slot, progress, spec, StartMethod::kFork);
+          },
+          keep);
+    }
+    case StartMethod::kSpawn: {
+      const std::array<int, 2> keep{progress_fd, log_fd};
+      return Zygote(
+          [spec, progress_fd, log_fd](int fd, unsigned serial, unsigned slot) {
+            exec_spawned_worker(fd, serial, slot, progress_fd, log_fd, spec);
           },
           keep);
     }
     case StartMethod::kForkserver: {
       for (int attempt = 0;; ++attempt) {
         auto [mine, theirs] = make_socketpair(SOCK_SEQPACKET);
-        const std::array<int, 2> fds{theirs.get(), progress_fd};
+        const std::array<int, 3> all{theirs.get(), progress_fd, log_fd};
+        const std::span<const int> fds(all.data(), log_fd >= 0 ? 3 : 2);
         try {
           const pid_t pid =
               forkserver_fork({reinterpret_cast<const char*>(&spec), sizeof spec}, fds);

@@ -14,6 +14,7 @@
 #include "mproc/logging.hpp"
 #include "mproc/process_info.hpp"
 #include "mproc/runtime/detail/fd.hpp"
+#include "mproc/runtime/detail/log_channel.hpp"
 #include "mproc/serialize/detail/callable.hpp"
 #include "mproc/serialize/detail/exception_wire.hpp"
 #include "mproc/serialize/detail/frame.hpp"
@@ -43,8 +44,10 @@ std::uint64_t now_ns() {
 
 [[noreturn]] void leave(int code) {
   // What tasks printed is still in stdio's buffers when stdout is a pipe or a file; _exit
-  // would drop it (Python's workers flush too).
+  // would drop it (Python's workers flush too). The logger's flush reports log records the
+  // parent was too slow to take (log_channel.hpp).
   std::fflush(nullptr);
+  get_logger()->flush();
   MPROC_GCOV_DUMP();
   ::_exit(code);
 }
@@ -82,14 +85,18 @@ void run_frame(const FrameHeader& h, std::span<const char> payload, Bytes& out,
   }
 }
 
-void enter_worker_process(int fd, std::string name) {
+void enter_worker_process(int fd, std::string name, int log_fd) {
   set_process_name(std::move(name));
-  reset_logging_after_fork();
+  if (log_fd >= 0) {
+    forward_logging_to(log_fd);
+  } else {
+    reset_logging_after_fork();
+  }
   // A Ctrl-C reaches the whole process group; the coordinator decides what happens to the
   // pool, workers must not die mid-task on their own.
   ::signal(SIGINT, SIG_IGN);
   ::signal(SIGPIPE, SIG_IGN);
-  const std::array<int, 1> keep{fd};
+  const std::array<int, 2> keep{fd, log_fd};
   close_fds_except(keep);
 }
 

@@ -6,8 +6,8 @@
 //   spawn       the pool forks a zygote; the zygote forks a child that execs /proc/self/exe with
 //               MPROC_SPAWN_WORKER in its environment (runtime/exec_bootstrap.hpp), and
 //               mproc::init in that fresh program turns it into a worker. Only the worker's
-//               socket, the progress memfd and the bootstrap socket cross the exec (their
-//               CLOEXEC is cleared in the child, just before it).
+//               socket, the progress memfd, the pool's log channel and the bootstrap socket
+//               cross the exec (their CLOEXEC is cleared in the child, just before it).
 //
 // Thread safety: start_zygote may be called from any thread.
 #pragma once
@@ -34,9 +34,11 @@ struct WorkerSpec {
 };
 
 // Starts a pool's zygote. `progress_fd` is a memfd holding `spec.nslots` WorkerTaskCounters slots;
-// `progress` is the caller's own mapping of it. Throws StartMethodError, std::system_error.
+// `progress` is the caller's own mapping of it. `log_fd`, the write end of the pool's log
+// channel (log_channel.hpp), is where the workers send their log records (-1: their stderr).
+// Throws StartMethodError, std::system_error.
 Zygote start_zygote(StartMethod method, const WorkerSpec& spec, int progress_fd,
-                    WorkerTaskCounters* progress);
+                    WorkerTaskCounters* progress, int log_fd = -1);
 
 // In a program exec'd as a pool worker by the spawn start method: runs the worker and never
 // returns. Anywhere else: returns at once. mproc::init calls it.

@@ -48,7 +48,9 @@ struct WorkerConfig {
 void run_frame(const FrameHeader& h, std::span<const char> payload, Bytes& out,
                std::size_t max_frame);
 
-// Prepares a freshly forked worker: name, signals, descriptors. Keeps only `fd` (and 0-2).
-void enter_worker_process(int fd, std::string name);
+// Prepares a freshly forked worker: name, signals, descriptors, logging. Keeps only `fd`,
+// `log_fd` (and 0-2). With a `log_fd` (a LogRelay's write end, log_channel.hpp) mproc's logger
+// sends its records to the parent; without one (-1) it writes to stderr.
+void enter_worker_process(int fd, std::string name, int log_fd = -1);
 
 }  // namespace mproc::detail
