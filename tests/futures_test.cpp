@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <fstream>
 #include <mproc/mproc.hpp>
 #include <mutex>
 #include <optional>
@@ -39,6 +40,29 @@ int fail_after_ms(int ms) {
 int square(int x) {
   return x * x;
 }
+
+// A slow task whose end the test decides: it returns once `path` exists (or after 30 s), so an
+// assertion about what is still running cannot be broken by a loaded machine stretching a sleep.
+int wait_for_gate(std::string path) {
+  for (int i = 0; i < 30000 && ::access(path.c_str(), F_OK) != 0; ++i) ::usleep(1000);
+  return 1;
+}
+
+class Gate {
+ public:
+  Gate() {
+    static std::atomic<int> n{0};
+    path_ = "/tmp/mproc_futures_gate_" + std::to_string(::getpid()) + "_" + std::to_string(n++);
+  }
+  Gate(const Gate&) = delete;
+  Gate& operator=(const Gate&) = delete;
+  ~Gate() { ::unlink(path_.c_str()); }
+  const std::string& path() const { return path_; }
+  void open() { std::ofstream(path_) << 'x'; }
+
+ private:
+  std::string path_;
+};
 
 double elapsed_ms(Clock::time_point since) {
   return std::chrono::duration<double, std::milli>(Clock::now() - since).count();
@@ -77,18 +101,20 @@ TYPED_TEST(Futures, SubmitIsApplyAsync) {
 
 TYPED_TEST(Futures, AsCompletedYieldsInCompletionOrder) {
   TypeParam pool(4);
-  const std::vector<int> delays = {600, 400, 200, 0};
+  Gate gate;
   std::vector<mproc::AsyncResult<int>> rs;
-  for (int d : delays) rs.push_back(pool.submit(sleep_ms, d));
+  rs.push_back(pool.submit(wait_for_gate, gate.path()));  // ends when the test opens the gate
+  for (int d : {400, 200, 0}) rs.push_back(pool.submit(sleep_ms, d));
   std::vector<int> order;
-  const auto t0 = Clock::now();
-  double first_ms = -1;
-  for (const auto& r : mproc::as_completed(rs, 20s)) {
-    if (first_ms < 0) first_ms = elapsed_ms(t0);
+  for (const auto& r : mproc::as_completed(rs, 60s)) {
     order.push_back(r.get());
+    if (order.size() == 3) {
+      // Lazy: the finished ones were yielded while the gated one still runs.
+      EXPECT_FALSE(rs[0].ready()) << "as_completed must yield each result as soon as it is ready";
+      gate.open();
+    }
   }
-  EXPECT_EQ(order, (std::vector<int>{0, 200, 400, 600}));
-  EXPECT_LT(first_ms, 350.0) << "as_completed must yield the first result as soon as it is ready";
+  EXPECT_EQ(order, (std::vector<int>{0, 200, 400, 1}));
 }
 
 TYPED_TEST(Futures, AsCompletedCoversEveryResultOnceWithOneAndTwoWorkers) {
@@ -178,17 +204,20 @@ TEST(FuturesDedup, AForeignMarkFallsBackToExactDeduplication) {
 
 TYPED_TEST(Futures, AsCompletedHonoursItsTimeout) {
   TypeParam pool(2);
-  std::vector<mproc::AsyncResult<int>> rs{pool.submit(sleep_ms, 0), pool.submit(sleep_ms, 1500)};
+  Gate gate;
+  std::vector<mproc::AsyncResult<int>> rs{pool.submit(sleep_ms, 0),
+                                          pool.submit(wait_for_gate, gate.path())};
+  rs[0].wait();  // the workers are up: the deadline below measures as_completed, not startup
   const auto t0 = Clock::now();
   auto range = mproc::as_completed(rs, 300ms);
   auto it = range.begin();
   ASSERT_FALSE(it == range.end());
   EXPECT_EQ(it->get(), 0);
   EXPECT_THROW(++it, mproc::TimeoutError);
-  const double ms = elapsed_ms(t0);
-  EXPECT_GE(ms, 250.0);
-  EXPECT_LT(ms, 1200.0);
-  EXPECT_EQ(rs[1].get(), 1500);  // the slow one still completes
+  EXPECT_GE(elapsed_ms(t0), 250.0);  // never before its deadline
+  EXPECT_FALSE(rs[1].ready());
+  gate.open();
+  EXPECT_EQ(rs[1].get(), 1);  // the gated one still completes
 }
 
 TYPED_TEST(Futures, WaitWithEachReturnWhen) {
