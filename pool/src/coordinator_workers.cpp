@@ -337,8 +337,9 @@ void Coordinator::Impl::settle_held_tasks(Worker& w) {
   }
   const StopReasons why{w.cancelled_head, w.timed_out, end.protocol_fault};
   for (auto it = held.rbegin(); it != held.rend(); ++it) {
-    // A cancel that killed the worker before the task started still cancels it.
-    if (cancelled_before_start((*it)->id, why)) {
+    // A cancel that killed the worker before the task started still cancels it, and so does
+    // one the worker was asked to skip (its caller already has CancelledError).
+    if (cancelled_before_start((*it)->id, why) || (*it)->skip_requested) {
       fail_task(std::move(*it), std::make_exception_ptr(CancelledError("the task was cancelled")),
                 TaskFailure::kCancelled);
       continue;
