@@ -49,25 +49,13 @@
 // async-signal-safe; throw_if_stop_requested() throws SoftTimeLimitExceeded (errors.hpp).
 #pragma once
 
-#include <atomic>
-#include <cstdint>
-
-#include "mproc/worker/detail/task_stop.hpp"
-
 namespace mproc::this_task {
 
-// Whether this task has been asked to stop: its soft time limit has passed.
-inline bool stop_requested() noexcept {
-  const detail::TaskStopView& v = detail::g_task_stop;
-  const std::uint64_t id = v.running.load(std::memory_order_relaxed);
-  return id != 0 && v.posted->load(std::memory_order_relaxed) == id;
-}
+// Whether this task has been asked to stop: its soft time limit has passed. (Out of line, so
+// that this header exposes none of the worker's internals; a call and two relaxed loads.)
+bool stop_requested() noexcept;
 
 // Throws mproc::SoftTimeLimitExceeded when stop_requested(); does nothing otherwise.
-inline void throw_if_stop_requested() {
-  if (stop_requested()) [[unlikely]] {
-    detail::throw_soft_time_limit_exceeded();
-  }
-}
+void throw_if_stop_requested();
 
 }  // namespace mproc::this_task
