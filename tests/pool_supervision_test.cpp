@@ -159,34 +159,6 @@ TEST(Supervision, CancelQueuedRunningAndDone) {
   EXPECT_EQ(later.get(), 2);
 }
 
-int touch_file(std::string path) {
-  std::ofstream(path) << 'x';
-  return 1;
-}
-
-// A task cancelled while it waits in a worker's pipe behind a running task, when that worker
-// then dies before reaching it, stays cancelled: its caller already has CancelledError, so it
-// must not be handed to the replacement worker and run after all.
-TEST(Supervision, ACancelledQueuedTaskNeverRunsWhenItsWorkerDies) {
-  const std::string marker = "/tmp/mproc_cancel_marker_" + std::to_string(::getpid());
-  ::unlink(marker.c_str());
-  mproc::Pool pool(1);
-  auto running = pool.apply_async(sleep_ms, 10'000);
-  auto queued = pool.apply_async(touch_file, marker);
-  ASSERT_TRUE(eventually([&] { return running.running(); }, mproc_test::scaled(5000ms)));
-  const auto pids = pool.worker_pids();
-  ASSERT_EQ(pids.size(), 1u);
-  EXPECT_TRUE(queued.cancel());
-  ::kill(pids[0], SIGKILL);
-  EXPECT_THROW(running.get(mproc_test::scaled(5s)), mproc::WorkerLostError);
-  EXPECT_THROW(queued.get(), mproc::CancelledError);
-  EXPECT_EQ(pool.apply(identity, 3), 3);  // the replacement ran what came after, in order
-  pool.close();
-  pool.join();
-  EXPECT_NE(::access(marker.c_str(), F_OK), 0) << "the cancelled task ran on the replacement";
-  ::unlink(marker.c_str());
-}
-
 TEST(Supervision, MemoryCapRetiresWorkersWithoutLosingTasks) {
   mproc::PoolOptions o;
   o.processes = 2;
