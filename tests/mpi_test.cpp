@@ -5,12 +5,18 @@
 // Every test runs under a watchdog: a hang ends the job with a message naming the test (rank 0
 // exits, and mpirun then stops the worker ranks).
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <mproc/mproc.hpp>
 #include <numeric>
+#include <random>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -35,6 +41,11 @@ int add(int a, int b) {
 }
 pid_t where(int) {
   return ::getpid();
+}
+// The MPI rank whose local pool runs this worker (its environment comes from mpirun).
+int rank_of_worker(int) {
+  const char* r = std::getenv("OMPI_COMM_WORLD_RANK");
+  return r != nullptr ? std::atoi(r) : -1;
 }
 int slow_square(int x) {
   std::this_thread::sleep_for(20ms);
@@ -113,11 +124,11 @@ TEST_F(Mpi, MapOfTenThousandIntsIsCorrectAndRunsOnTheRanks) {
   const std::vector<int> out = pool.map(square, in);
   ASSERT_EQ(out.size(), in.size());
   for (int i = 0; i < 10'000; ++i) ASSERT_EQ(out[static_cast<std::size_t>(i)], i * i);
-  // Both ranks take work, and neither is this process.
+  // Both ranks take work, in worker processes of their own (not this process).
+  const std::vector<int> ranks = pool.map(rank_of_worker, std::vector<int>(64, 0), 1);
+  EXPECT_EQ(std::set<int>(ranks.begin(), ranks.end()), (std::set<int>{1, 2}));
   const std::vector<pid_t> pids = pool.map(where, std::vector<int>(64, 0), 1);
-  const std::set<pid_t> distinct(pids.begin(), pids.end());
-  EXPECT_EQ(distinct.count(::getpid()), 0u);
-  EXPECT_EQ(distinct.size(), 2u);
+  EXPECT_EQ(std::set<pid_t>(pids.begin(), pids.end()).count(::getpid()), 0u);
 }
 
 TEST_F(Mpi, ContextMpiGivesTheSamePoolType) {
@@ -280,7 +291,7 @@ TEST_F(Mpi, StatsCountTasksAndRanks) {
   EXPECT_EQ(s.tasks.queued + s.tasks.running, 0u);
   EXPECT_EQ(s.worker_counts.started, 2u);
   EXPECT_EQ(s.worker_counts.exited(), 0u);
-  EXPECT_EQ(s.run_time.samples, 4u);
+  EXPECT_EQ(s.run_time.samples, 4u);  // the timed-out task has no run time of its own
   ASSERT_EQ(s.workers.size(), 2u);
   std::uint64_t done = 0;
   for (std::size_t i = 0; i < 2; ++i) {
@@ -288,7 +299,7 @@ TEST_F(Mpi, StatsCountTasksAndRanks) {
     EXPECT_EQ(s.workers[i].index, i + 1);
     done += s.workers[i].tasks_done;
   }
-  EXPECT_EQ(done, 4u);
+  EXPECT_EQ(done, 5u);  // every task a rank answered, the one its pool timed out included
 }
 
 TEST_F(Mpi, SecondPoolWhileTheFirstIsAliveIsRefused) {
@@ -399,6 +410,181 @@ TEST_F(Mpi, PoolEndedBeforeItsInitFramesLeftDoesNotStrandTheRanks) {
   }
   mproc::mpi::Pool next;
   EXPECT_EQ(next.map(square, std::vector<int>{2, 3}), (std::vector<int>{4, 9}));
+}
+
+}  // namespace
+
+// ---- crash isolation: each rank runs its tasks in a local pool ----------------------------------
+
+namespace {
+
+// Crashes for real: default disposition (a sanitizer runtime would otherwise catch SIGSEGV and
+// turn it into exit(1)), and no core file.
+[[noreturn]] void die_by_signal(int sig) {
+  const rlimit no_core{0, 0};
+  ::setrlimit(RLIMIT_CORE, &no_core);
+  ::signal(sig, SIG_DFL);
+  ::raise(sig);
+  ::_exit(99);  // not reached
+}
+int crash(int x) {
+  if (x >= 0) die_by_signal(SIGSEGV);
+  return x;
+}
+int crash_some(int x) {  // the inputs the test marks negative crash their worker
+  if (x < 0) std::raise(SIGKILL);
+  return x * 2;
+}
+int never_ends(int) {
+  for (;;) std::this_thread::sleep_for(1s);
+}
+
+// Files shared by rank 0's test and the ranks' workers (one host under ctest): a task marks
+// that it started, or waits for a mark, so no assertion depends on how long anything took.
+std::string mark_path(const std::string& name) {
+  return "/tmp/mproc_mpi_test_" + std::to_string(::getpid()) + "_" + name;
+}
+void make_mark(const std::string& path) {
+  std::ofstream(path) << 'x';
+}
+bool wait_mark(const std::string& path, std::chrono::milliseconds limit) {
+  const auto end = Clock::now() + limit;
+  while (::access(path.c_str(), F_OK) != 0) {
+    if (Clock::now() > end) return false;
+    std::this_thread::sleep_for(1ms);
+  }
+  return true;
+}
+// Marks `me`, then waits for `other`: both return true only if they ran at the same time.
+bool meet(std::string me, std::string other) {
+  make_mark(me);
+  return wait_mark(other, 10s);
+}
+int mark_then_sleep(std::string path) {
+  make_mark(path);
+  for (;;) std::this_thread::sleep_for(1s);
+}
+// Crashes its worker the first time it runs (no mark yet), returns the second time.
+int crash_once(std::string path) {
+  if (::access(path.c_str(), F_OK) != 0) {
+    make_mark(path);
+    std::raise(SIGKILL);
+  }
+  return 7;
+}
+
+TEST_F(Mpi, SegfaultOnARankIsAWorkerLostErrorNamingTheRankAndTheRankGoesOn) {
+  mproc::mpi::Pool pool(2, 1);
+  try {
+    pool.apply(crash, 1);
+    FAIL() << "the task should have crashed its worker";
+  } catch (const mproc::WorkerLostError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("MPI rank"), std::string::npos) << what;
+    EXPECT_NE(what.find("on host"), std::string::npos) << what;
+    EXPECT_NE(what.find("SIGSEGV"), std::string::npos) << what;
+  }
+  // Both ranks still serve, the one that lost a worker included.
+  const std::vector<int> ranks = pool.map(rank_of_worker, std::vector<int>(64, 0), 1);
+  EXPECT_EQ(std::set<int>(ranks.begin(), ranks.end()), (std::set<int>{1, 2}));
+  EXPECT_EQ(pool.apply(square, 9), 81);
+}
+
+TEST_F(Mpi, AThousandTasksWithFivePercentCrashingLoseOnlyThose) {
+  mproc::mpi::Pool pool(2, 2);
+  std::mt19937 rng(static_cast<unsigned>(::getpid()));
+  std::vector<int> in(1000);
+  std::size_t crashing = 0;
+  for (int i = 0; i < 1000; ++i) {
+    const bool c = rng() % 100 < 5;
+    crashing += c;
+    in[static_cast<std::size_t>(i)] = c ? -1 - i : i;
+  }
+  std::vector<mproc::AsyncResult<int>> rs;
+  for (int x : in) rs.push_back(pool.apply_async(crash_some, x));
+  std::size_t lost = 0, innocent_lost = 0;
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    if (in[i] < 0) {
+      EXPECT_THROW(rs[i].get(10s), mproc::WorkerLostError) << "input " << in[i];
+      ++lost;
+      continue;
+    }
+    try {
+      EXPECT_EQ(rs[i].get(10s), in[i] * 2);
+    } catch (const mproc::WorkerLostError& e) {
+      // As in a local pool: it ran (once) on a worker that died before its batched reply left.
+      EXPECT_NE(std::string(e.what()).find("before sending its result"), std::string::npos)
+          << "task " << i << ": " << e.what();
+      ++innocent_lost;
+    }
+  }
+  EXPECT_EQ(lost, crashing);
+  const mproc::PoolStats s = pool.stats();
+  EXPECT_EQ(s.tasks.failed.worker_lost, crashing + innocent_lost);
+  EXPECT_EQ(s.tasks.completed, 1000 - crashing - innocent_lost);
+  std::printf("[info] %zu tasks crashed their workers; %zu others finished unsent\n", crashing,
+              innocent_lost);
+  EXPECT_EQ(pool.map(square, std::vector<int>{1, 2, 3}), (std::vector<int>{1, 4, 9}));
+}
+
+TEST_F(Mpi, MaxtasksperchildAppliesOnRanks) {
+  mproc::PoolOptions o;
+  o.maxtasksperchild = 1;
+  mproc::mpi::Pool pool(o, 1);
+  const std::vector<pid_t> pids = pool.map(where, std::vector<int>(12, 0), 1);
+  EXPECT_EQ(std::set<pid_t>(pids.begin(), pids.end()).size(), pids.size())
+      << "each worker ran one task, so every task ran in a new process";
+}
+
+TEST_F(Mpi, MaxRetriesRerunsACrashedTaskOnTheRank) {
+  const std::string path = mark_path("retry");
+  ::unlink(path.c_str());
+  mproc::PoolOptions o;
+  o.max_retries = 1;
+  mproc::mpi::Pool pool(o, 1);
+  EXPECT_EQ(pool.apply(crash_once, path), 7);
+  ::unlink(path.c_str());
+}
+
+TEST_F(Mpi, TaskOverItsLimitIsKilledOnItsHost) {
+  mproc::PoolOptions o;
+  o.task_timeout = 300ms;
+  mproc::mpi::Pool pool(o, 1);
+  try {
+    pool.apply(never_ends, 0);
+    FAIL() << "the task should have timed out";
+  } catch (const mproc::TaskTimeoutError& e) {
+    EXPECT_NE(std::string(e.what()).find("MPI rank"), std::string::npos) << e.what();
+  }
+  // Its worker was killed and replaced: the rank's one worker is free again.
+  EXPECT_EQ(pool.map(square, std::vector<int>(10, 3)), std::vector<int>(10, 9));
+}
+
+TEST_F(Mpi, CancelOfARunningTaskKillsItsWorkerOnTheRank) {
+  const std::string started = mark_path("cancel");
+  ::unlink(started.c_str());
+  mproc::mpi::Pool pool(1, 1);  // one rank, one worker: the next task needs that worker back
+  auto r = pool.apply_async(mark_then_sleep, started);
+  ASSERT_TRUE(wait_mark(started, 10s)) << "the task never started";
+  EXPECT_TRUE(r.cancel());
+  EXPECT_THROW(r.get(1s), mproc::CancelledError);
+  EXPECT_EQ(pool.apply(square, 5), 25);  // within the watchdog: the endless task was killed
+  ::unlink(started.c_str());
+}
+
+TEST_F(Mpi, TwoWorkersPerRankRunTwoTasksAtOnce) {
+  const std::string a = mark_path("meet_a"), b = mark_path("meet_b");
+  ::unlink(a.c_str());
+  ::unlink(b.c_str());
+  mproc::mpi::Pool pool(1, 2);
+  auto first = pool.apply_async(meet, a, b);
+  auto second = pool.apply_async(meet, b, a);
+  EXPECT_TRUE(first.get(15s)) << "the second task did not start while the first ran";
+  EXPECT_TRUE(second.get(15s));
+  const std::vector<int> ranks = pool.map(rank_of_worker, std::vector<int>(8, 0), 1);
+  EXPECT_EQ(std::set<int>(ranks.begin(), ranks.end()), std::set<int>{1});
+  ::unlink(a.c_str());
+  ::unlink(b.c_str());
 }
 
 }  // namespace

@@ -591,6 +591,14 @@ std::vector<Workload> make_workloads(const Config& cfg, const std::vector<std::s
   return out;
 }
 
+namespace {
+// The MPI row compares `workers` ranks of one worker each with a local Pool(workers): the same
+// number of worker processes, one network hop (here: shared memory) more.
+struct MpiRanksOfOneWorker : mproc::mpi::Pool {
+  explicit MpiRanksOfOneWorker(std::size_t ranks) : mproc::mpi::Pool(ranks, 1) {}
+};
+}  // namespace
+
 int run_mpi_row(int argc, char** argv) {
   std::string workload;
   std::size_t n = 0, workers = 2;
@@ -607,8 +615,8 @@ int run_mpi_row(int argc, char** argv) {
   std::string error;
   Result r;
   try {
-    r = workload == "map" ? pool_map_rate<mproc::mpi::Pool>(n, workers, error)
-                          : pool_apply_us<mproc::mpi::Pool>(n, workers, error);
+    r = workload == "map" ? pool_map_rate<MpiRanksOfOneWorker>(n, workers, error)
+                          : pool_apply_us<MpiRanksOfOneWorker>(n, workers, error);
   } catch (const std::exception& e) {
     error = e.what();
   }

@@ -183,6 +183,7 @@ std::size_t Coordinator::Impl::parse_frames(const WorkerPtr& w) {
       break;
     }
     std::unique_ptr<Task> t = w->link.take_answered();
+    t->run_ns = h.aux;
     ++w->received;
     const double ns = static_cast<double>(h.aux);
     w->average_ns = worker_average_ns(w->average_ns, ns);

@@ -7,6 +7,7 @@
 #include "mproc/worker/detail/worker_entry.hpp"
 
 #ifdef MPROC_WITH_MPI
+#include "mpi_rank_host.hpp"
 #include "mproc/worker/detail/mpi_rank.hpp"
 #endif
 
@@ -19,15 +20,11 @@ void init(int argc, char** argv) {
   detail::enter_if_spawned_process(argc, argv);  // a Process started with "spawn"
   detail::record_init(argc, argv);
   detail::enter_if_fork_server(&detail::forkserver_child);  // a replacement fork server
-#ifdef MPROC_WITH_MPI
-  // Worker ranks never make pools: no fork server for them. Rank 0's is forked before
-  // MPI_Init, so it carries no MPI state.
-  if (detail::mpi_rank::rank_from_environment() <= 0) {
-    detail::start_forkserver(&detail::forkserver_child);
-  }
-  detail::mpi_rank::enter_if_mpi_rank(argc, argv);  // ranks 1..N-1 never return
-#else
+  // Under mpirun every rank's fork server is forked here, before MPI_Init, so it and the
+  // workers of the rank's local pools carry no MPI state.
   detail::start_forkserver(&detail::forkserver_child);
+#ifdef MPROC_WITH_MPI
+  detail::mpi_rank::enter_if_mpi_rank(argc, argv, &detail::serve_mpi_rank);  // 1..N-1 stay there
 #endif
 }
 

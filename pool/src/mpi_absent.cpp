@@ -5,7 +5,7 @@
 
 namespace mproc::detail {
 
-std::shared_ptr<PoolEngine> make_mpi_engine(const PoolOptions&) {
+std::shared_ptr<PoolEngine> make_mpi_engine(const PoolOptions&, std::size_t) {
   throw StartMethodError(
       "this mproc was built without MPI: install an MPI library (Debian: openmpi-bin "
       "libopenmpi-dev) and configure with -DMPROC_WITH_MPI=ON");

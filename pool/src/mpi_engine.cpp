@@ -1,11 +1,13 @@
-// The MPI engine: mproc::Pool's frames run on the other ranks of an mpirun job.
-// Built only with MPROC_WITH_MPI (the protocol is in mproc/worker/detail/mpi_rank.hpp).
+// The MPI engine: mproc::Pool's frames run on the other ranks of an mpirun job, each of which
+// runs them in a local process pool of its own (pool/src/mpi_rank_host.cpp). Built only with
+// MPROC_WITH_MPI (the protocol is in mproc/worker/detail/mpi_rank.hpp).
 //
-// One I/O thread makes every MPI call of the pool, under Rank0State::mu: it moves submitted
-// tasks to ranks (a few frames in flight per rank to hide the round trip), receives replies
-// from any rank, completes tasks, and enforces time limits. A rank cannot be killed, so a task
-// that is failed while it runs (timed out, cancelled, terminated) is "abandoned": its entry
-// stays until the rank's reply arrives and is dropped, and the rank gets no new work meanwhile.
+// One I/O thread makes every MPI call of the pool, under Rank0State::mu: it opens the pool on
+// each rank, moves submitted tasks to ranks (a window per rank, rank_dispatch.hpp), receives
+// replies from any rank, in any order, and completes tasks. Time limits, crashes, retries and
+// worker replacement happen on the ranks, which kill and replace their own workers: rank 0 sees
+// each task's one outcome. A task failed at rank 0 while a rank runs it (cancelled) keeps its
+// entry until the rank's reply arrives and is dropped.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -26,6 +28,7 @@
 #include "mproc/mpi.hpp"
 #include "mproc/pool/detail/engine_state.hpp"
 #include "mproc/pool/detail/pool_counters.hpp"
+#include "mproc/pool/detail/rank_dispatch.hpp"
 #include "mproc/pool/detail/stats_exchange.hpp"
 #include "mproc/process_info.hpp"
 #include "mproc/serialize/detail/exception_wire.hpp"
@@ -36,38 +39,27 @@ namespace mproc::detail {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// Frames in flight per rank: enough to overlap a reply's trip with the next task's run.
-constexpr std::size_t kDepth = 4;
 using mpi_rank::Backoff;
+using mpi_rank::Control;
+using mpi_rank::ControlKind;
 using mpi_rank::kMaxMessage;
 
 struct InFlight {
   std::uint64_t id = 0;
-  std::unique_ptr<Task> task;  // null once failed (abandoned) and for the init frame
-  bool init = false;
-  bool timed = false;
-  bool sent = false;  // the rank will answer it (init frames wait for the I/O thread)
-  Bytes frame;        // kept until the send completes
+  std::unique_ptr<Task> task;  // null once failed at rank 0: the rank's reply is dropped
+  Bytes message;               // kept until the send completes
   MPI_Request send = MPI_REQUEST_NULL;
-  Clock::time_point deadline = Clock::time_point::max();
-  std::chrono::nanoseconds limit{0};
+  Clock::time_point sent{};
 };
 
 struct RankSlot {
   int rank = 0;
-  std::deque<InFlight> inflight;
-  std::size_t abandoned = 0;  // entries whose task was failed while the rank holds it
-  std::uint64_t done = 0;     // replies to tasks received from it (stats)
-  Clock::time_point since{};  // when its first entry started running (stats: the task's age)
-
-  bool accepts(std::uint64_t owed_elsewhere, bool timed) const {
-    if (abandoned != 0 || owed_elsewhere != 0) return false;  // busy with a dropped task
-    if (inflight.empty()) return true;
-    // A task with a time limit runs alone: its clock starts when it is sent, and when it
-    // expires nothing else is stranded behind it on the rank.
-    return !timed && !inflight.front().timed && !inflight.back().timed && inflight.size() < kDepth;
-  }
+  bool opened = false;      // kOpen sent: the rank owes a kEnded when this pool ends
+  std::size_t workers = 0;  // its local pool's, from kOpened (0: not known yet)
+  Bytes open_message;       // kept until its send completes
+  MPI_Request open_send = MPI_REQUEST_NULL;
+  std::vector<InFlight> inflight;
+  std::uint64_t done = 0;  // replies to tasks received from it (stats)
 };
 
 // The header of `bytes` if they are exactly one well-formed frame.
@@ -80,22 +72,50 @@ std::optional<FrameHeader> parse_reply(std::span<const char> bytes) noexcept {
   return std::nullopt;
 }
 
+// How a failed task's error is counted: the failures the ranks' pools decide (time limits,
+// lost workers, cancels) by their kind; a task's own exception is an answer.
+std::optional<TaskFailure> failure_kind(const std::exception_ptr& e) noexcept {
+  try {
+    std::rethrow_exception(e);
+  } catch (const TaskTimeoutError&) {
+    return TaskFailure::kTimeout;
+  } catch (const WorkerLostError&) {
+    return TaskFailure::kWorkerLost;
+  } catch (const CancelledError&) {
+    return TaskFailure::kCancelled;
+  } catch (...) {
+  }
+  return std::nullopt;
+}
+
+mpi_rank::RankPoolConfig rank_config(const PoolOptions& o, std::size_t workers_per_rank) {
+  mpi_rank::RankPoolConfig c;
+  c.workers = workers_per_rank;
+  c.maxtasksperchild = o.maxtasksperchild;
+  c.max_retries = o.max_retries;
+  c.max_memory_per_child = o.max_memory_per_child;
+  c.max_address_space_per_child = o.max_address_space_per_child;
+  c.task_timeout_ns = o.task_timeout.count();
+  c.timeout_grace_ns = o.timeout_grace.count();
+  c.soft_timeout_ns = o.soft_timeout.count();
+  c.max_frame_bytes = o.max_frame_bytes;
+  c.start_method = o.start_method ? static_cast<std::int32_t>(*o.start_method) : -1;
+  return c;
+}
+
 class MpiEngine final : public PoolEngine {
  public:
-  MpiEngine(const PoolOptions& o, mpi_rank::Rank0State& s, std::size_t n, int tag)
+  MpiEngine(const PoolOptions& o, std::size_t workers_per_rank, mpi_rank::Rank0State& s,
+            std::size_t n, int tag)
       : opts_(o), s_(s), tag_(tag), runner_(std::make_shared<CallbackRunner>()) {
     opts_.max_frame_bytes = std::clamp<std::size_t>(opts_.max_frame_bytes, 4096, kMaxMessage);
+    const mpi_rank::RankPoolConfig config = rank_config(opts_, workers_per_rank);
     slots_ = std::vector<RankSlot>(n);  // RankSlot is not copyable: built in place
     for (std::size_t i = 0; i < n; ++i) {
       slots_[i].rank = static_cast<int>(i) + 1;
+      slots_[i].open_message =
+          mpi_rank::encode_control(Control{ControlKind::kOpen, tag_, 0}, &config, o.init_frame());
       counts_.workers.started += 1;
-      if (!opts_.init_frame().empty()) {
-        InFlight e;
-        e.init = true;
-        e.frame = opts_.init_frame();
-        set_frame_aux(e.frame, opts_.max_frame_bytes);
-        slots_[i].inflight.push_back(std::move(e));
-      }
     }
     io_thread_ = std::thread([this] { run_io(); });
   }
@@ -163,7 +183,7 @@ class MpiEngine final : public PoolEngine {
   pid_t zygote_pid() const noexcept override { return 0; }
 
   // A snapshot taken by the I/O thread between two rounds: tasks, a row per rank (pid 0),
-  // run times. Ranks never exit while the pool lives.
+  // run times. Ranks never exit while the pool lives; their workers' lives are theirs.
   PoolStats stats() const override {
     EngineSnapshot snap = stats_.request([this] {
       std::lock_guard lock(state_.mu);  // the I/O thread checks wanted() under it
@@ -214,17 +234,7 @@ class MpiEngine final : public PoolEngine {
         drop_queued = std::exchange(cancel_queued_, false);
         stopping = stop_;
       }
-      for (std::uint64_t id : cancels) cancel_one(id);
-      if (drop_queued) {
-        decltype(pending_) queued;
-        queued.swap(pending_);
-        for (auto& t : queued) {
-          counts_.failed_by(TaskFailure::kCancelled);
-          t->on_error(
-              std::make_exception_ptr(CancelledError("the task was cancelled by shutdown()")));
-          task_finished(1);
-        }
-      }
+      if (drop_queued) cancel_pending();
       stats_.serve([this] { return snapshot(); });
       std::lock_guard mpi(s_.mu);
       if (s_.finalized) {  // the program is exiting with this pool alive: MPI is gone
@@ -232,6 +242,7 @@ class MpiEngine final : public PoolEngine {
             PoolStateError("MPI was finalized (the program exited) before this task finished")));
         break;
       }
+      for (std::uint64_t id : cancels) cancel_one(id);
       if (stopping) {
         fail_everything(std::make_exception_ptr(
             PoolStateError("the pool was terminated before this task finished")));
@@ -249,7 +260,8 @@ class MpiEngine final : public PoolEngine {
     stats_.finish(std::move(last));
   }
 
-  // The I/O thread's view for stats().
+  // The I/O thread's view for stats(). A rank's first `workers` live tasks count as running,
+  // the rest of its window as queued there.
   EngineSnapshot snapshot() const {
     EngineSnapshot s;
     PoolStats& st = s.stats;
@@ -266,16 +278,16 @@ class MpiEngine final : public PoolEngine {
       row.index = static_cast<std::uint64_t>(slot.rank);
       row.name = "rank " + std::to_string(slot.rank);
       row.tasks_done = slot.done;
-      bool first = true;
+      std::size_t live = 0;
       for (const auto& e : slot.inflight) {
-        if (!e.task) continue;  // the init frame, or abandoned
-        if (first && e.sent) {
+        if (!e.task) continue;  // failed at rank 0, its reply not in yet
+        if (live++ < std::max<std::size_t>(slot.workers, 1)) {
           ++st.tasks.running;
-          row.current_task_age = now - slot.since;
+          const std::chrono::nanoseconds age = now - e.sent;
+          if (!row.current_task_age || *row.current_task_age < age) row.current_task_age = age;
         } else {
           ++st.tasks.queued;
         }
-        first = false;
       }
       st.workers.push_back(std::move(row));
     }
@@ -283,12 +295,13 @@ class MpiEngine final : public PoolEngine {
     return s;
   }
 
-  // Nothing to send and nothing this pool waits for: sleep until a submission. (Replies owed
-  // to earlier pools matter only once there is work to place.)
+  // Nothing to send and nothing this pool waits for: sleep until a submission. (Messages owed
+  // by earlier pools matter only once there is work to place.)
   bool idle() const {
     if (!pending_.empty()) return false;
     for (const auto& slot : slots_)
-      if (!slot.inflight.empty()) return false;
+      if (!slot.inflight.empty() || (slot.opened && slot.open_send != MPI_REQUEST_NULL))
+        return false;
     return true;
   }
 
@@ -296,60 +309,65 @@ class MpiEngine final : public PoolEngine {
   bool progress() {
     bool worked = false;
     for (auto& slot : slots_) {
-      for (auto& e : slot.inflight) {
-        if (e.send == MPI_REQUEST_NULL) continue;
-        int done = 0;
-        MPI_Test(&e.send, &done, MPI_STATUS_IGNORE);
-        if (done) Bytes().swap(e.frame);
-      }
+      if (slot.open_send != MPI_REQUEST_NULL && test(slot.open_send))
+        Bytes().swap(slot.open_message);
+      for (auto& e : slot.inflight)
+        if (e.send != MPI_REQUEST_NULL && test(e.send)) Bytes().swap(e.message);
     }
+    worked |= open_ranks();
     worked |= receive();
     worked |= dispatch();
-    check_deadlines();
     return worked;
   }
 
-  bool dispatch() {
+  static bool test(MPI_Request& r) {
+    int done = 0;
+    MPI_Test(&r, &done, MPI_STATUS_IGNORE);
+    return done != 0;
+  }
+
+  // Each rank makes its local pool as soon as this pool exists, while the first tasks are
+  // being encoded.
+  bool open_ranks() {
     bool sent = false;
-    const auto now = Clock::now();
-    for (auto& slot : slots_) {  // init frames were queued at construction
-      for (auto& e : slot.inflight) {
-        if (!e.init || e.sent) continue;
-        isend(slot, e);
-        sent = true;
-      }
-    }
-    while (!pending_.empty()) {
-      Task& t = *pending_.front();
-      const auto limit = t.timeout.count() > 0 ? t.timeout : opts_.task_timeout;
-      RankSlot* best = nullptr;
-      for (auto& slot : slots_) {
-        if (!slot.accepts(s_.owed[static_cast<std::size_t>(slot.rank)], limit.count() > 0))
-          continue;
-        if (best == nullptr || slot.inflight.size() < best->inflight.size()) best = &slot;
-      }
-      if (best == nullptr) break;
-      InFlight e;
-      e.id = t.id;
-      e.frame = std::move(t.frame);
-      set_frame_aux(e.frame, opts_.max_frame_bytes);
-      e.timed = limit.count() > 0;
-      e.limit = limit;
-      if (e.timed) e.deadline = now + limit;
-      e.task = std::move(pending_.front());
-      pending_.pop_front();
-      if (best->inflight.empty()) best->since = now;
-      best->inflight.push_back(std::move(e));
-      isend(*best, best->inflight.back());
+    for (auto& slot : slots_) {
+      if (slot.opened) continue;
+      slot.opened = true;
+      MPI_Isend(slot.open_message.data(), static_cast<int>(slot.open_message.size()), MPI_BYTE,
+                slot.rank, mpi_rank::kTagControl, MPI_COMM_WORLD, &slot.open_send);
       sent = true;
     }
     return sent;
   }
 
-  void isend(RankSlot& slot, InFlight& e) {
-    e.sent = true;
-    MPI_Isend(e.frame.data(), static_cast<int>(e.frame.size()), MPI_BYTE, slot.rank, tag_,
-              MPI_COMM_WORLD, &e.send);
+  bool dispatch() {
+    bool sent = false;
+    in_flight_.resize(slots_.size());
+    windows_.resize(slots_.size());
+    for (std::size_t i = 0; i < slots_.size(); ++i) {
+      in_flight_[i] = slots_[i].inflight.size();
+      windows_[i] = rank_window(slots_[i].workers);
+    }
+    const auto now = Clock::now();
+    while (!pending_.empty()) {
+      const std::size_t i = pick_rank(in_flight_, windows_);
+      if (i == kNoRank) break;
+      RankSlot& slot = slots_[i];
+      ++in_flight_[i];
+      InFlight e;
+      e.task = std::move(pending_.front());
+      pending_.pop_front();
+      e.id = e.task->id;
+      e.message = std::move(e.task->frame);
+      mpi_rank::append_limits(e.message, {e.task->timeout.count(), e.task->soft_timeout.count()});
+      e.sent = now;
+      slot.inflight.push_back(std::move(e));
+      InFlight& placed = slot.inflight.back();
+      MPI_Isend(placed.message.data(), static_cast<int>(placed.message.size()), MPI_BYTE, slot.rank,
+                tag_, MPI_COMM_WORLD, &placed.send);
+      sent = true;
+    }
+    return sent;
   }
 
   bool receive() {
@@ -366,22 +384,35 @@ class MpiEngine final : public PoolEngine {
       rbuf_.resize(static_cast<std::size_t>(n));
       MPI_Mrecv(rbuf_.data(), n, MPI_BYTE, &msg, &st);
       const auto src = static_cast<std::size_t>(st.MPI_SOURCE);
-      if (st.MPI_TAG != tag_) {  // an earlier pool's abandoned task finished
-        if (src < s_.owed.size() && s_.owed[src] > 0) --s_.owed[src];
-        continue;
-      }
-      if (src == 0 || src > slots_.size()) continue;
-      on_reply(slots_[src - 1], rbuf_);
+      if (src == 0 || src >= s_.owed.size()) continue;
+      if (st.MPI_TAG == mpi_rank::kTagControl) {
+        on_control(src, rbuf_);
+      } else if (st.MPI_TAG == tag_ && src <= slots_.size()) {
+        on_reply(slots_[src - 1], rbuf_);
+      }  // else: a reply to an earlier pool's task, which no one waits for
+    }
+  }
+
+  void on_control(std::size_t src, std::span<const char> bytes) {
+    const std::optional<mpi_rank::ParsedControl> c = mpi_rank::parse_control(bytes);
+    if (!c) {
+      get_logger()->warn("MPI rank {} sent a malformed control message; dropped", src);
+      return;
+    }
+    if (c->control.kind == ControlKind::kEnded) {
+      if (s_.owed[src] > 0) --s_.owed[src];
+    } else if (c->control.kind == ControlKind::kOpened && c->control.pool_tag == tag_ &&
+               src <= slots_.size()) {
+      slots_[src - 1].workers = static_cast<std::size_t>(c->control.value);
     }
   }
 
   void on_reply(RankSlot& slot, std::span<const char> bytes) {
     const std::optional<FrameHeader> h = parse_reply(bytes);
-    auto it = slot.inflight.begin();
+    auto it = slot.inflight.end();
     if (h) {
-      it = std::find_if(slot.inflight.begin(), slot.inflight.end(), [&](const InFlight& e) {
-        return e.init ? h->task_id == 0 : e.id == h->task_id;
-      });
+      it = std::find_if(slot.inflight.begin(), slot.inflight.end(),
+                        [&](const InFlight& e) { return e.id == h->task_id; });
     }
     if (it == slot.inflight.end()) {
       get_logger()->warn("MPI rank {} sent a reply for no task it holds; dropped", slot.rank);
@@ -390,111 +421,100 @@ class MpiEngine final : public PoolEngine {
     if (it->send != MPI_REQUEST_NULL) {  // answered, so received: the send is complete
       MPI_Wait(&it->send, MPI_STATUS_IGNORE);
     }
-    InFlight e = std::move(*it);
+    std::unique_ptr<Task> t = std::move(it->task);
     slot.inflight.erase(it);
-    if (!slot.inflight.empty()) {
-      slot.since = Clock::now();
-      if (slot.inflight.front().timed)
-        slot.inflight.front().deadline = slot.since + slot.inflight.front().limit;
-    }
-    const std::span<const char> payload = bytes.subspan(kFrameHeaderSize);
-    if (e.init) {
-      if (h && h->kind == FrameKind::kResultErr) initializer_failed(decode_exception(payload));
-      return;
-    }
-    if (!e.task) {  // abandoned: its outcome was already given
-      --slot.abandoned;
-      return;
-    }
+    if (!t) return;  // failed at rank 0 already (cancelled)
     ++slot.done;
-    if (!h) {
-      counts_.failed_by(TaskFailure::kWorkerLost);
-      e.task->on_error(std::make_exception_ptr(
-          SerializationError("corrupt reply from MPI rank " + std::to_string(slot.rank))));
-    } else if (h->kind == FrameKind::kResultOk) {
+    const std::span<const char> payload = bytes.subspan(kFrameHeaderSize);
+    if (h->kind == FrameKind::kResultOk) {
       counts_.answered(true, h->aux);
-      e.task->on_ok(payload);
+      t->on_ok(payload);
     } else {
-      counts_.answered(false, h->aux);
-      e.task->on_error(decode_exception(payload));
-    }
-    task_finished(1);
-  }
-
-  void check_deadlines() {
-    const auto now = Clock::now();
-    for (auto& slot : slots_) {
-      for (auto& e : slot.inflight) {
-        if (!e.task || !e.timed || e.deadline > now) continue;
-        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(e.limit).count();
-        abandon(slot, e, TaskFailure::kTimeout,
-                std::make_exception_ptr(TaskTimeoutError(
-                    "task ran longer than its time limit (" + std::to_string(ms) +
-                    " ms) on MPI rank " + std::to_string(slot.rank) +
-                    " (stuck, or dead under mpirun --enable-recovery: MPI does not tell which); "
-                    "a rank cannot be killed: it gets no new work until the task ends, and the "
-                    "task's late result is dropped")));
+      std::exception_ptr e = decode_exception(payload);
+      if (const std::optional<TaskFailure> kind = failure_kind(e)) {
+        counts_.failed_by(*kind);
+      } else {
+        counts_.answered(false, h->aux);
       }
+      t->on_error(std::move(e));
     }
-  }
-
-  void abandon(RankSlot& slot, InFlight& e, TaskFailure kind, std::exception_ptr why) {
-    std::unique_ptr<Task> t = std::move(e.task);
-    ++slot.abandoned;
-    counts_.failed_by(kind);
-    t->on_error(std::move(why));
     task_finished(1);
   }
 
+  void cancel_pending() {
+    decltype(pending_) queued;
+    queued.swap(pending_);
+    for (auto& t : queued) {
+      counts_.failed_by(TaskFailure::kCancelled);
+      t->on_error(std::make_exception_ptr(CancelledError("the task was cancelled by shutdown()")));
+      task_finished(1);
+    }
+  }
+
+  // A task still at rank 0 is failed here; one a rank holds is failed here too and the rank is
+  // told to cancel it (killing its worker if it runs), so its worker is free again at once.
   void cancel_one(std::uint64_t id) {
+    const auto cancelled = [] {
+      return std::make_exception_ptr(CancelledError("the task was cancelled"));
+    };
     for (auto it = pending_.begin(); it != pending_.end(); ++it) {
       if ((*it)->id != id) continue;
       std::unique_ptr<Task> t = std::move(*it);
       pending_.erase(it);
       counts_.failed_by(TaskFailure::kCancelled);
-      t->on_error(std::make_exception_ptr(CancelledError("the task was cancelled")));
+      t->on_error(cancelled());
       task_finished(1);
       return;
     }
     for (auto& slot : slots_) {
       for (auto& e : slot.inflight) {
-        if (e.task && e.id == id) {
-          abandon(slot, e, TaskFailure::kCancelled,
-                  std::make_exception_ptr(CancelledError("the task was cancelled")));
-          return;
-        }
+        if (!e.task || e.id != id) continue;
+        fail_held(e, TaskFailure::kCancelled, cancelled());
+        send_control(slot.rank, Control{ControlKind::kCancel, tag_, id});
+        return;
       }
     }
   }
 
-  void initializer_failed(std::exception_ptr e) {
-    get_logger()->error("the MPI pool's initializer failed; the pool is broken");
-    state_.set_broken(e);
-    fail_everything(e);
+  void fail_held(InFlight& e, TaskFailure kind, std::exception_ptr why) {
+    std::unique_ptr<Task> t = std::move(e.task);
+    counts_.failed_by(kind);
+    t->on_error(std::move(why));
+    task_finished(1);
   }
 
   void fail_everything(const std::exception_ptr& e) {
     counts_.failed_by(TaskFailure::kAborted, state_.fail_queued(inbox_, pending_, e));
     for (auto& slot : slots_)
       for (auto& entry : slot.inflight)
-        if (entry.task) abandon(slot, entry, TaskFailure::kAborted, e);
+        if (entry.task) fail_held(entry, TaskFailure::kAborted, e);
   }
 
-  // The pool ends with ranks still holding frames: later pools, and the exit, must receive
-  // their replies and keep their unfinished sends' buffers alive.
+  // A control record is 16 bytes: sent eagerly, so a blocking send returns at once.
+  void send_control(int rank, Control c) {
+    const Bytes m = mpi_rank::encode_control(c);
+    MPI_Send(m.data(), static_cast<int>(m.size()), MPI_BYTE, rank, mpi_rank::kTagControl,
+             MPI_COMM_WORLD);
+  }
+
+  // The pool ends: each rank it opened ends its local pool (killing workers that still run
+  // tasks of it) and owes a kEnded, which later pools or the exit receive; unfinished sends
+  // keep their buffers alive until they complete.
   void hand_over() {
+    const auto keep = [this](MPI_Request request, Bytes buffer) {
+      s_.leftovers.push_back([request, buffer = std::move(buffer)]() mutable {
+        int done = 0;
+        MPI_Test(&request, &done, MPI_STATUS_IGNORE);
+        return done != 0;
+      });
+    };
     for (auto& slot : slots_) {
-      for (auto& e : slot.inflight) {
-        if (!e.sent) continue;  // an init frame the pool ended before sending
-        ++s_.owed[static_cast<std::size_t>(slot.rank)];
-        if (e.send != MPI_REQUEST_NULL) {
-          s_.leftovers.push_back([request = e.send, frame = std::move(e.frame)]() mutable {
-            int done = 0;
-            MPI_Test(&request, &done, MPI_STATUS_IGNORE);
-            return done != 0;
-          });
-        }
-      }
+      if (!slot.opened) continue;
+      send_control(slot.rank, Control{ControlKind::kEnd, tag_, slot.inflight.empty() ? 0u : 1u});
+      ++s_.owed[static_cast<std::size_t>(slot.rank)];
+      if (slot.open_send != MPI_REQUEST_NULL) keep(slot.open_send, std::move(slot.open_message));
+      for (auto& e : slot.inflight)
+        if (e.send != MPI_REQUEST_NULL) keep(e.send, std::move(e.message));
       slot.inflight.clear();
     }
     s_.pool_alive = false;
@@ -519,6 +539,7 @@ class MpiEngine final : public PoolEngine {
   // I/O thread only.
   std::deque<std::unique_ptr<Task>> pending_;
   std::vector<RankSlot> slots_;
+  std::vector<std::size_t> in_flight_, windows_;  // dispatch()'s view, reused
   Bytes rbuf_;
   PoolCounters counts_;
   mutable StatsExchange stats_;  // callers' stats() requests, answered between rounds
@@ -529,7 +550,8 @@ class MpiEngine final : public PoolEngine {
 
 }  // namespace
 
-std::shared_ptr<PoolEngine> make_mpi_engine(const PoolOptions& options) {
+std::shared_ptr<PoolEngine> make_mpi_engine(const PoolOptions& options,
+                                            std::size_t workers_per_rank) {
   mpi_rank::Rank0State* s = mpi_rank::rank0();
   if (s == nullptr) {
     if (const int rank = mpi_rank::rank_from_environment(); rank >= 0 && init_called()) {
@@ -571,7 +593,7 @@ std::shared_ptr<PoolEngine> make_mpi_engine(const PoolOptions& options) {
     tag = mpi_rank::kFirstPoolTag + static_cast<int>(s->pools_made++ % mpi_rank::kPoolTags);
   }
   try {
-    return std::make_shared<MpiEngine>(options, *s, n, tag);
+    return std::make_shared<MpiEngine>(options, workers_per_rank, *s, n, tag);
   } catch (...) {
     std::lock_guard lock(s->mu);
     s->pool_alive = false;

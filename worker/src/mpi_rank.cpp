@@ -1,5 +1,6 @@
-// Ranks of an mpirun job: MPI set-up in mproc::init, the worker ranks' frame loop, and rank 0's
-// shutdown of the job at exit. Built only with MPROC_WITH_MPI.
+// Ranks of an mpirun job: MPI set-up in mproc::init, a worker rank's start and end around the
+// body that serves pools (pool/src/mpi_rank_host.cpp), and rank 0's shutdown of the job at
+// exit. Built only with MPROC_WITH_MPI.
 #include "mproc/worker/detail/mpi_rank.hpp"
 
 #include <mpi.h>
@@ -10,76 +11,20 @@
 #include <cstdlib>
 #include <string>
 
-#include "mproc/errors.hpp"
 #include "mproc/logging.hpp"
 #include "mproc/process_info.hpp"
-#include "mproc/serialize/detail/exception_wire.hpp"
-#include "mproc/serialize/detail/frame.hpp"
-#include "mproc/worker/detail/worker_loop.hpp"
 
 namespace mproc::detail::mpi_rank {
 namespace {
 
-// How long rank 0's exit waits for ranks still running abandoned tasks before it aborts the
-// job (a rank stuck in an endless task must not keep the program from ending).
+// How long rank 0's exit waits for ranks to confirm their pools ended before it aborts the job.
+// A rank ends its pool by killing its workers, so this passes only when a rank itself hangs.
 constexpr auto kExitDrainDeadline = std::chrono::seconds(10);
 Rank0State* g_rank0 = nullptr;
 
 const char* env(const char* name) noexcept {
   const char* v = std::getenv(name);
   return v != nullptr && *v != '\0' ? v : nullptr;
-}
-
-// One frame in `in`, its reply appended to `out`. A frame that cannot be parsed is answered
-// with a SerializationError for the task id it claims (rank 0 drops it if the id is unknown).
-void answer(std::span<const char> in, Bytes& out) {
-  std::optional<FrameHeader> h;
-  const std::uint64_t id = in.size() >= kFrameHeaderSize ? frame_task_id(in) : 0;
-  try {
-    h = parse_frame_header(in, kMaxMessage);
-    if (!h || kFrameHeaderSize + h->length != in.size() ||
-        (h->kind != FrameKind::kTask && h->kind != FrameKind::kInit)) {
-      throw SerializationError("corrupt frame from rank 0");
-    }
-  } catch (const std::exception& e) {
-    const std::size_t at = begin_frame(out);
-    encode_error(out, "SerializationError", e.what());
-    finish_frame(out, at, FrameKind::kResultErr, id, 0);
-    return;
-  }
-  // Rank 0 puts its pool's max_frame_bytes in the aux field of frames for ranks.
-  const std::size_t cap = h->aux != 0 ? std::min<std::size_t>(h->aux, kMaxMessage) : kMaxMessage;
-  run_frame(*h, in.subspan(kFrameHeaderSize), out, cap);
-}
-
-[[noreturn]] void run_worker_rank(int rank) {
-  set_process_name("MpiPoolWorker-" + std::to_string(rank));
-  get_logger()->debug("MPI worker rank {} started", rank);
-  Bytes in, out;
-  Backoff idle;
-  for (;;) {
-    int flag = 0;
-    MPI_Message msg;
-    MPI_Status st;
-    MPI_Improbe(0, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &msg, &st);
-    if (!flag) {
-      idle.wait();
-      continue;
-    }
-    idle.reset();
-    int n = 0;
-    MPI_Get_count(&st, MPI_BYTE, &n);
-    in.resize(static_cast<std::size_t>(n));
-    MPI_Mrecv(in.data(), n, MPI_BYTE, &msg, &st);
-    if (st.MPI_TAG == kTagShutdown) break;
-    out.clear();
-    answer(in, out);
-    MPI_Send(out.data(), static_cast<int>(out.size()), MPI_BYTE, 0, st.MPI_TAG, MPI_COMM_WORLD);
-  }
-  get_logger()->debug("MPI worker rank {} shutting down", rank);
-  MPI_Finalize();
-  std::fflush(nullptr);
-  ::_exit(0);
 }
 
 // Rank 0 at exit: lets ranks finish what earlier pools abandoned, then shuts the job down.
@@ -94,8 +39,8 @@ void finalize_rank0() {
   while (!settle_leftovers(s)) {
     if (std::chrono::steady_clock::now() > deadline) {
       std::fprintf(stderr,
-                   "mproc: MPI ranks still run abandoned tasks %lld s after the program ended; "
-                   "aborting the job\n",
+                   "mproc: MPI ranks did not confirm the end of their pools %lld s after the "
+                   "program ended; aborting the job\n",
                    static_cast<long long>(kExitDrainDeadline.count()));
       std::fflush(stderr);
       MPI_Abort(MPI_COMM_WORLD, 1);
@@ -138,14 +83,16 @@ bool settle_leftovers(Rank0State& s) {
       MPI_Get_count(&st, MPI_BYTE, &n);
       sink.resize(static_cast<std::size_t>(n));
       MPI_Mrecv(sink.data(), n, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
-      --s.owed[static_cast<std::size_t>(r)];
+      if (st.MPI_TAG != kTagControl) continue;  // a reply to an ended pool's task
+      const std::optional<ParsedControl> c = parse_control(sink);
+      if (c && c->control.kind == ControlKind::kEnded) --s.owed[static_cast<std::size_t>(r)];
     }
     owed = owed || s.owed[static_cast<std::size_t>(r)] > 0;
   }
   return s.leftovers.empty() && !owed;
 }
 
-void enter_if_mpi_rank(int argc, char** argv) {
+void enter_if_mpi_rank(int argc, char** argv, RankBody body) {
   const int env_rank = rank_from_environment();
   if (env_rank < 0) return;
   int provided = 0;
@@ -162,7 +109,15 @@ void enter_if_mpi_rank(int argc, char** argv) {
   int rank = 0, size = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &size);
-  if (rank != 0) run_worker_rank(rank);
+  if (rank != 0) {
+    set_process_name("MpiPoolWorker-" + std::to_string(rank));
+    get_logger()->debug("MPI worker rank {} started", rank);
+    body(rank);
+    get_logger()->debug("MPI worker rank {} shutting down", rank);
+    MPI_Finalize();
+    std::fflush(nullptr);
+    ::_exit(0);
+  }
   g_rank0 = new Rank0State;  // lives until exit: finalize_rank0 runs from atexit
   g_rank0->pid = ::getpid();
   g_rank0->world_size = size;

@@ -10,35 +10,41 @@
 //
 // Rank 0 runs main as the coordinator. mproc::init, called under mpirun (detected from the
 // environment OpenMPI/PMIx give each rank, so the same binary run without mpirun never touches
-// MPI), calls MPI_Init_thread on every rank and turns ranks 1..N-1 into workers that run frames
-// until the coordinator's program exits (mproc finalizes MPI at exit). Tasks are named as for
-// local pools — functions by module and offset, invokers by type hash — so they run on ranks of
-// the same executable on other hosts.
+// MPI), calls MPI_Init_thread on every rank and turns ranks 1..N-1 into hosts of local process
+// pools: each worker rank runs the tasks rank 0 sends it in an mproc::Pool of its own
+// (`workers_per_rank` workers, default: the rank's CPU count from its affinity mask, started by
+// the rank's fork server, which mproc::init forks before MPI_Init), until the coordinator's
+// program exits (mproc finalizes MPI at exit). Tasks are named as for local pools — functions
+// by module and offset, invokers by type hash — so they run on ranks of the same executable on
+// other hosts. Rank 0 keeps a window of tasks in flight on each rank (two per worker), so the
+// network's round trip overlaps the work.
 //
 // Semantics: those of mproc::Pool (apply, apply_async, map, imap, imap_unordered, starmap,
-// AsyncResult, callbacks, close, join, terminate, initializer, chunksize, task_timeout, cancel,
-// the same exceptions). Differences, all of them the nature of MPI ranks:
-//  - A rank is not a child process: it cannot be killed or replaced. A task past its timeout
-//    fails with TaskTimeoutError at once, and the rank is given no more work until that task
-//    ends (its late result is dropped). terminate() fails unfinished tasks with PoolStateError
-//    at once; tasks already running on ranks finish there and their results are dropped.
-//    cancel() of a task a rank is running fails it with CancelledError the same way. When the
-//    program ends, rank 0 waits up to 10 s for ranks still running such tasks (MPI cannot be
-//    finalized before they answer), then aborts the job with a message (MPI_Abort, exit code 1).
-//  - A rank that dies (a crash, exit() or a signal in a task) is, with OpenMPI's defaults,
-//    fatal for the whole job: mpirun prints "mpirun noticed that process rank K ... exited on
-//    signal N" and kills every rank, the coordinator included, within about a second; mpirun's
-//    exit code is non-zero (137 for a SIGKILL). Nothing hangs, but no WorkerLostError can be
-//    delivered: OpenMPI 4 has no fault tolerance (ULFM). Under `mpirun --enable-recovery` the
-//    job outlives the rank, but MPI never tells rank 0: only a time limit (task_timeout or
-//    with_timeout) ends the lost task, with TaskTimeoutError, and the exit then aborts as above
-//    after 10 s (in this mode OpenMPI 4.1 sometimes leaves mpirun running after the abort:
-//    run such jobs under `timeout`). Where tasks may crash, use local pools.
-//  - maxtasksperchild, max_retries, max_memory_per_child, max_address_space_per_child and
-//    start_method do not apply to ranks and are ignored.
+// AsyncResult, callbacks, close, join, terminate, initializer, chunksize, cancel, the same
+// exceptions), with each rank's workers isolated as a local pool's are:
+//  - A task that crashes, exits or is killed on a rank fails with WorkerLostError, whose message
+//    names the host and the rank besides the worker's pid and signal; the rank replaces the
+//    worker and goes on. max_retries reruns such a task on the same rank.
+//  - task_timeout / with_timeout, soft_timeout / with_soft_timeout, maxtasksperchild,
+//    max_memory_per_child, max_address_space_per_child, timeout_grace and start_method apply to
+//    each rank's workers, exactly as on one machine (start_method unset: forkserver). A task
+//    over its limit is killed on its host and fails with TaskTimeoutError naming the rank.
+//  - The initializer runs once in every worker process of every rank. If it throws, the rank's
+//    tasks fail with its exception (the pool at rank 0 is not marked broken).
+//  - cancel() of a task a rank runs fails it at once and kills its worker there; terminate()
+//    fails unfinished tasks with PoolStateError at once and each rank kills its workers.
+//  - The one remaining limit: a rank that dies (the rank process itself, not a task: killed
+//    from outside, out of memory, its host lost) is, with OpenMPI's defaults, fatal for the
+//    whole job: mpirun prints "mpirun noticed that process rank K ... exited on signal N" and
+//    kills every rank, the coordinator included, within about a second; mpirun's exit code is
+//    non-zero. Nothing hangs, but no WorkerLostError can be delivered: OpenMPI 4 has no fault
+//    tolerance (ULFM). At exit rank 0 waits up to 10 s for ranks to confirm their pools ended,
+//    then aborts the job with a message (MPI_Abort): only a rank that hangs gets there.
+//  - processes() is the number of worker ranks; stats() has one row per rank (pid 0, its tasks
+//    done), counts tasks exactly and counts ranks as the workers started. on_worker_start and
+//    on_worker_exit are not called (the workers live on other hosts).
 //  - One MPI pool at a time per program (ranks are a fixed resource): making a second while
 //    the first is alive is a PoolStateError; pools made one after another reuse the ranks.
-//    An initializer runs once per rank for each pool that sets one.
 //  - worker_pids() is empty and zygote_pid() is 0.
 //
 // Thread safety: as mproc::Pool: every member may be called from any thread, except the
@@ -49,7 +55,8 @@
 // mproc::init was not called, or mproc was built without MPI: MPROC_WITH_MPI), when called
 // anywhere but in rank 0 itself (a worker rank, a child process of rank 0), when the job has
 // one rank, or when more processes are asked for than there are worker ranks; PoolStateError
-// when another MPI pool is alive or the program is exiting.
+// when another MPI pool is alive or the program is exiting. A rank whose local pool cannot be
+// made (e.g. no processes can be forked there) fails that rank's tasks with the reason.
 #pragma once
 
 #include <cstddef>
@@ -62,7 +69,8 @@
 namespace mproc {
 namespace detail {
 // Defined by the MPI engine (or, without MPROC_WITH_MPI, a stub that throws StartMethodError).
-std::shared_ptr<PoolEngine> make_mpi_engine(const PoolOptions& options);
+std::shared_ptr<PoolEngine> make_mpi_engine(const PoolOptions& options,
+                                            std::size_t workers_per_rank = 0);
 }  // namespace detail
 
 namespace mpi {
@@ -75,13 +83,16 @@ bool active() noexcept;
 // Ranks in the job (1 when not under mpirun); worker ranks are world_size() - 1.
 int world_size() noexcept;
 
-// A mproc::Pool whose workers are the job's other ranks; `processes` 0 means all of them.
+// A mproc::Pool over the job's other ranks, each running a local pool: `processes` (or
+// options.processes) is how many ranks, 0 meaning all of them; `workers_per_rank` how many
+// workers each rank runs, 0 meaning the rank's CPU count.
 class Pool : public ::mproc::Pool {
  public:
-  explicit Pool(std::size_t processes = 0) : Pool(options_for(processes)) {}
-  explicit Pool(const PoolOptions& options)
-      : ::mproc::Pool(detail::PoolOverEngine::make(detail::make_mpi_engine(options),
-                                                   options.terminate_on_destroy)) {}
+  explicit Pool(std::size_t processes = 0, std::size_t workers_per_rank = 0)
+      : Pool(options_for(processes), workers_per_rank) {}
+  explicit Pool(const PoolOptions& options, std::size_t workers_per_rank = 0)
+      : ::mproc::Pool(detail::PoolOverEngine::make(
+            detail::make_mpi_engine(options, workers_per_rank), options.terminate_on_destroy)) {}
 
  private:
   static PoolOptions options_for(std::size_t processes) {

@@ -19,6 +19,7 @@
 #include <string>
 #include <tuple>
 #include <utility>
+#include <vector>
 
 #include "mproc/pool/worker_events.hpp"
 #include "mproc/serialize/detail/callable.hpp"
@@ -127,8 +128,10 @@ struct PoolOptions {
     return *this;
   }
 
-  // Internal: the encoded initializer frame (empty when none).
+  // Internal: the encoded initializer frame (empty when none), and setting one encoded
+  // elsewhere (an MPI rank's local pool takes rank 0's).
   const detail::Bytes& init_frame() const noexcept { return init_frame_; }
+  void set_init_frame(std::vector<char> frame) { init_frame_ = std::move(frame); }
 
  private:
   detail::Bytes init_frame_;

@@ -47,7 +47,8 @@ class Task : public ChunkJob {
   virtual void on_start() noexcept {}
 
   std::uint64_t id = 0;
-  Bytes frame;  // header + payload, ready to send
+  std::uint64_t run_ns = 0;  // set before on_ok / on_error when known: the worker's run time
+  Bytes frame;               // header + payload, ready to send
   unsigned crashes = 0;
   bool skip_requested = false;  // its worker was asked to skip it (a cancel): its error is that
   std::chrono::nanoseconds timeout{0};       // 0: the pool's task_timeout
