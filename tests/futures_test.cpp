@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <fstream>
 #include <mproc/mproc.hpp>
 #include <mutex>
 #include <optional>
@@ -17,7 +16,6 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
-#include <utility>
 #include <vector>
 
 #include "test_support.hpp"
@@ -25,6 +23,9 @@
 using namespace std::chrono_literals;
 using mproc_test::Clock;
 using mproc_test::eventually;
+using mproc_test::Gate;
+using mproc_test::gated;
+using mproc_test::wait_for_gate;
 
 namespace {
 
@@ -41,34 +42,6 @@ int fail_after_ms(int ms) {
 int square(int x) {
   return x * x;
 }
-
-// A slow task whose end the test decides: it returns `value` once `path` exists, so an assertion
-// about what is still running cannot be broken by a loaded machine stretching a sleep. After 30 s
-// it returns anyway: a test that fails before opening its gate still ends.
-int gated(std::string path, int value) {
-  for (int i = 0; i < 30000 && ::access(path.c_str(), F_OK) != 0; ++i) ::usleep(1000);
-  return value;
-}
-
-int wait_for_gate(std::string path) {
-  return gated(std::move(path), 1);
-}
-
-class Gate {
- public:
-  Gate() {
-    static std::atomic<int> n{0};
-    path_ = "/tmp/mproc_futures_gate_" + std::to_string(::getpid()) + "_" + std::to_string(n++);
-  }
-  Gate(const Gate&) = delete;
-  Gate& operator=(const Gate&) = delete;
-  ~Gate() { ::unlink(path_.c_str()); }
-  const std::string& path() const { return path_; }
-  void open() { std::ofstream(path_) << 'x'; }
-
- private:
-  std::string path_;
-};
 
 // Whether every one of `rs` has started, polled for long enough that only a hang says no (a
 // spawned worker under a sanitizer on a loaded machine can take seconds to start).
