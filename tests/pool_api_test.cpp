@@ -30,6 +30,8 @@ using namespace std::chrono_literals;
 using mproc_test::Clock;
 using mproc_test::eventually;
 using mproc_test::expect_throws_exactly;
+using mproc_test::Gate;
+using mproc_test::gated;
 using mproc_test::with_deadline;
 
 // A user-defined exception type and user-defined value types (outside the anonymous namespace,
@@ -416,17 +418,20 @@ TEST_P(PoolApi, EmptyInput) {
 
 TEST_P(PoolApi, AsyncResultGetWaitReadySuccessful) {
   mproc::Pool pool(n());
-  auto slow = pool.apply_async(sleep_then, 300, 5);
+  // Gated, not a sleep: it is surely still running through the timed-out calls below.
+  Gate gate;
+  auto slow = pool.apply_async(gated, gate.path(), 5);
   EXPECT_FALSE(slow.ready());
   EXPECT_THROW(slow.successful(), mproc::Error);  // not ready yet
   try {
     slow.get(20ms);
-    ADD_FAILURE() << "get(20ms) on a 300 ms task returned";
+    ADD_FAILURE() << "get(20ms) on a gated task returned";
   } catch (const mproc::TimeoutError& e) {
     EXPECT_TRUE(typeid(e) == typeid(mproc::TimeoutError));
   }
   EXPECT_FALSE(slow.wait(20ms));
   EXPECT_FALSE(slow.ready());
+  gate.open();
   EXPECT_EQ(slow.get(kGet), 5);  // the timeout did not cancel anything
   EXPECT_TRUE(slow.ready());
   EXPECT_TRUE(slow.successful());
@@ -841,13 +846,16 @@ TEST_P(PoolApi, EveryCallbackAndErrorCallbackRunsExactlyOnce) {
 TEST_P(PoolApi, ASlowCallbackDoesNotDelayOtherResults) {
   mproc::Pool pool(n());
   std::atomic<bool> slow_started{false};
+  std::atomic<bool> release{false};
   std::atomic<bool> slow_done{false};
+  // The callback runs until the test releases it (a sleep would race the test's own steps on a
+  // loaded machine); it gives up after 30 s so that a failing test still ends.
   auto slow = pool.apply_async(identity, 1, mproc::callbacks([&](int) {
                                  slow_started = true;
-                                 std::this_thread::sleep_for(500ms);
+                                 eventually([&] { return release.load(); }, 30s);
                                  slow_done = true;
                                }));
-  ASSERT_TRUE(eventually([&] { return slow_started.load(); }, 5000ms));
+  ASSERT_TRUE(eventually([&] { return slow_started.load(); }, mproc_test::scaled(5000ms)));
   // While the callback sleeps, other results arrive and are delivered.
   auto other = pool.apply_async(square, 6);
   EXPECT_EQ(other.get(kGet), 36);
@@ -855,6 +863,7 @@ TEST_P(PoolApi, ASlowCallbackDoesNotDelayOtherResults) {
   EXPECT_EQ(pool.map(square, iota_vec(10)), squares_of(10));
   EXPECT_FALSE(slow_done.load()) << "a result waited for an unrelated callback";
   EXPECT_FALSE(slow.ready() && !slow_done.load());
+  release = true;
   EXPECT_EQ(slow.get(kGet), 1);
   EXPECT_TRUE(slow_done.load()) << "the result became ready before its callback finished";
 }
@@ -971,9 +980,11 @@ TYPED_TEST(PoolApiTyped, ApplyMapStarmapImap) {
 
 TYPED_TEST(PoolApiTyped, AsyncResultAndCallbacks) {
   TypeParam pool(2);
-  auto slow = pool.apply_async(sleep_then, 300, 5);
+  Gate gate;  // not a sleep: the task surely outlasts the timed-out calls
+  auto slow = pool.apply_async(gated, gate.path(), 5);
   EXPECT_THROW(slow.get(20ms), mproc::TimeoutError);
   EXPECT_FALSE(slow.wait(10ms));
+  gate.open();
   EXPECT_EQ(slow.get(kGet), 5);
   EXPECT_TRUE(slow.successful());
   std::atomic<int> ok{0};
