@@ -660,7 +660,8 @@ TEST_P(PoolApi, MaxtasksperchildCapsTasksPerWorker) {
   for (int i = 0; i < 30; ++i) rs.push_back(pool.apply_async(worker_pid, i));
   for (auto& r : rs) ++per_pid2[r.get(kGet)];
   for (const auto& [pid, count] : per_pid2) EXPECT_LE(count, static_cast<int>(kMax));
-  EXPECT_TRUE(eventually([&] { return pool.worker_pids().size() == n(); }))
+  EXPECT_TRUE(
+      eventually([&] { return pool.worker_pids().size() == n(); }, mproc_test::scaled(2000ms)))
       << pool.worker_pids().size();
 }
 
@@ -696,7 +697,7 @@ TEST_P(PoolApi, CloseAndJoinWhenIdle) {
   EXPECT_THROW(pool.starmap(mul, std::vector<std::pair<int, int>>{{1, 2}}), mproc::PoolStateError);
   EXPECT_THROW(pool.imap(square, iota_vec(3)), mproc::PoolStateError);
   EXPECT_THROW(pool.imap_unordered(square, iota_vec(3)), mproc::PoolStateError);
-  EXPECT_TRUE(eventually([&] { return pool.worker_pids().empty(); }));
+  EXPECT_TRUE(eventually([&] { return pool.worker_pids().empty(); }, mproc_test::scaled(2000ms)));
   pool.close();  // idempotent
   pool.join();
 }
@@ -753,7 +754,7 @@ TEST_P(PoolApi, TerminateWhileBusyFailsRunningAndQueuedTasks) {
     for (std::size_t i = 0; i < n(); ++i)
       running.push_back(pool.apply_async(started_then_sleep, 30'000));
     // (At least one: which worker gets which sleeper is the dispatcher's business.)
-    ASSERT_TRUE(eventually([&] { return shared[0].load() >= 1; }, 5000ms));
+    ASSERT_TRUE(eventually([&] { return shared[0].load() >= 1; }, mproc_test::scaled(5000ms)));
     std::vector<mproc::AsyncResult<int>> queued;
     for (int i = 0; i < 50; ++i) queued.push_back(pool.apply_async(identity, i));
     auto m = pool.map_async(square, iota_vec(100));
@@ -921,9 +922,10 @@ TEST_F(PoolApiScheduling, AShortTaskDoesNotWaitBehindALongOneWhileAWorkerIdles) 
   g_shared = shared.data();
   {
     mproc::Pool pool(2);
-    ASSERT_TRUE(eventually([&] { return pool.worker_pids().size() == 2; }));
+    ASSERT_TRUE(
+        eventually([&] { return pool.worker_pids().size() == 2; }, mproc_test::scaled(2000ms)));
     auto long_task = pool.apply_async(started_then_sleep, 20'000);
-    ASSERT_TRUE(eventually([&] { return shared[0].load() == 1; }, 5000ms));
+    ASSERT_TRUE(eventually([&] { return shared[0].load() == 1; }, mproc_test::scaled(5000ms)));
     // One worker sleeps for 20 s, the other is idle: a short task must not queue behind the
     // sleeper.
     auto quick = pool.apply_async(square, 5);
