@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <fstream>
 #include <mproc/mproc.hpp>
 #include <mutex>
 #include <optional>
@@ -24,6 +23,9 @@
 using namespace std::chrono_literals;
 using mproc_test::Clock;
 using mproc_test::eventually;
+using mproc_test::Gate;
+using mproc_test::gated;
+using mproc_test::wait_for_gate;
 
 namespace {
 
@@ -41,28 +43,13 @@ int square(int x) {
   return x * x;
 }
 
-// A slow task whose end the test decides: it returns once `path` exists (or after 30 s), so an
-// assertion about what is still running cannot be broken by a loaded machine stretching a sleep.
-int wait_for_gate(std::string path) {
-  for (int i = 0; i < 30000 && ::access(path.c_str(), F_OK) != 0; ++i) ::usleep(1000);
-  return 1;
+// Whether every one of `rs` has started, polled for long enough that only a hang says no (a
+// spawned worker under a sanitizer on a loaded machine can take seconds to start).
+bool all_running(const std::vector<mproc::AsyncResult<int>>& rs) {
+  return eventually(
+      [&] { return std::all_of(rs.begin(), rs.end(), [](const auto& r) { return r.running(); }); },
+      mproc_test::scaled(30s));
 }
-
-class Gate {
- public:
-  Gate() {
-    static std::atomic<int> n{0};
-    path_ = "/tmp/mproc_futures_gate_" + std::to_string(::getpid()) + "_" + std::to_string(n++);
-  }
-  Gate(const Gate&) = delete;
-  Gate& operator=(const Gate&) = delete;
-  ~Gate() { ::unlink(path_.c_str()); }
-  const std::string& path() const { return path_; }
-  void open() { std::ofstream(path_) << 'x'; }
-
- private:
-  std::string path_;
-};
 
 double elapsed_ms(Clock::time_point since) {
   return std::chrono::duration<double, std::milli>(Clock::now() - since).count();
@@ -101,20 +88,26 @@ TYPED_TEST(Futures, SubmitIsApplyAsync) {
 
 TYPED_TEST(Futures, AsCompletedYieldsInCompletionOrder) {
   TypeParam pool(4);
-  Gate gate;
+  Gate gates[4];
   std::vector<mproc::AsyncResult<int>> rs;
-  rs.push_back(pool.submit(wait_for_gate, gate.path()));  // ends when the test opens the gate
-  for (int d : {400, 200, 0}) rs.push_back(pool.submit(sleep_ms, d));
+  for (int i = 0; i < 4; ++i) rs.push_back(pool.submit(gated, gates[i].path(), i));
+  // All four at once, one per worker: the order in which the test opens the gates is then the
+  // order in which they complete (none of them waits behind another).
+  ASSERT_TRUE(all_running(rs)) << "the pool did not start its four tasks at once";
+  const std::vector<int> opening{2, 0, 3, 1};
+  std::size_t opened = 0;
+  gates[opening[opened++]].open();
   std::vector<int> order;
   for (const auto& r : mproc::as_completed(rs, 60s)) {
     order.push_back(r.get());
-    if (order.size() == 3) {
-      // Lazy: the finished ones were yielded while the gated one still runs.
-      EXPECT_FALSE(rs[0].ready()) << "as_completed must yield each result as soon as it is ready";
-      gate.open();
+    // Lazy: each result is yielded while the ones whose gates are still shut run on.
+    for (std::size_t k = opened; k < opening.size(); ++k) {
+      EXPECT_FALSE(rs[static_cast<std::size_t>(opening[k])].ready())
+          << "as_completed must yield each result as soon as it is ready";
     }
+    if (opened < opening.size()) gates[opening[opened++]].open();
   }
-  EXPECT_EQ(order, (std::vector<int>{0, 200, 400, 1}));
+  EXPECT_EQ(order, opening);
 }
 
 TYPED_TEST(Futures, AsCompletedCoversEveryResultOnceWithOneAndTwoWorkers) {
@@ -220,16 +213,22 @@ TYPED_TEST(Futures, AsCompletedHonoursItsTimeout) {
   EXPECT_EQ(rs[1].get(), 1);  // the gated one still completes
 }
 
+// The slow tasks are gated: each wait below can only return as asked while they still run, and
+// no wait has a timeout it could reach instead (with one, a wait that ignored its return_when
+// would come back with the same sets). One that waited for all would see the gated ones end
+// (the gate's own 30 s) and report them done.
 TYPED_TEST(Futures, WaitWithEachReturnWhen) {
   TypeParam pool(4);
   {
-    std::vector<mproc::AsyncResult<int>> rs{pool.submit(sleep_ms, 0), pool.submit(sleep_ms, 1500)};
-    const auto t0 = Clock::now();
-    auto [done, not_done] = mproc::wait(rs, 20s, mproc::FIRST_COMPLETED);
-    EXPECT_LT(elapsed_ms(t0), 1200.0);  // the slow ones take 1.5 s
+    Gate gate;
+    std::vector<mproc::AsyncResult<int>> rs{pool.submit(sleep_ms, 0),
+                                            pool.submit(wait_for_gate, gate.path())};
+    auto [done, not_done] = mproc::wait(rs, std::nullopt, mproc::FIRST_COMPLETED);
     ASSERT_EQ(done.size(), 1u);
     EXPECT_EQ(done[0].get(), 0);
     EXPECT_EQ(not_done.size(), 1u);
+    EXPECT_FALSE(rs[1].ready());
+    gate.open();
     auto all = mproc::wait(rs);  // ALL_COMPLETED, no timeout
     EXPECT_EQ(all.done.size(), 2u);
     EXPECT_TRUE(all.not_done.empty());
@@ -237,27 +236,35 @@ TYPED_TEST(Futures, WaitWithEachReturnWhen) {
   {
     // (The failing task first: a process pool may queue a task behind a long one on the same
     // worker.)
-    std::vector<mproc::AsyncResult<int>> rs{
-        pool.submit(fail_after_ms, 50), pool.submit(sleep_ms, 1500), pool.submit(sleep_ms, 1500)};
-    const auto t0 = Clock::now();
-    auto [done, not_done] = mproc::wait(rs, 20s, mproc::FIRST_EXCEPTION);
-    EXPECT_LT(elapsed_ms(t0), 1200.0);  // the slow ones take 1.5 s
+    Gate gate;
+    std::vector<mproc::AsyncResult<int>> rs{pool.submit(fail_after_ms, 50),
+                                            pool.submit(wait_for_gate, gate.path()),
+                                            pool.submit(wait_for_gate, gate.path())};
+    auto [done, not_done] = mproc::wait(rs, std::nullopt, mproc::FIRST_EXCEPTION);
     EXPECT_EQ(not_done.size(), 2u);
     ASSERT_EQ(done.size(), 1u);
     EXPECT_NE(done[0].exception(), nullptr);
     EXPECT_THROW(rs[0].get(), std::runtime_error);
+    EXPECT_FALSE(rs[1].ready());
+    EXPECT_FALSE(rs[2].ready());
+    gate.open();
+    EXPECT_EQ(mproc::wait(rs).done.size(), 3u);
   }
   {
     // FIRST_EXCEPTION with none failing waits for all; a timeout returns what is done.
     std::vector<mproc::AsyncResult<int>> rs{pool.submit(sleep_ms, 0), pool.submit(sleep_ms, 100)};
     auto r1 = mproc::wait(rs, 20s, mproc::FIRST_EXCEPTION);
     EXPECT_EQ(r1.done.size(), 2u);
-    std::vector<mproc::AsyncResult<int>> slow{pool.submit(sleep_ms, 800)};
+    Gate gate;
+    std::vector<mproc::AsyncResult<int>> slow{pool.submit(wait_for_gate, gate.path())};
     const auto t0 = Clock::now();
     auto r2 = mproc::wait(slow, 100ms);
-    EXPECT_LT(elapsed_ms(t0), 600.0);
+    EXPECT_GE(elapsed_ms(t0), 90.0);  // never before its deadline
     EXPECT_TRUE(r2.done.empty());
     EXPECT_EQ(r2.not_done.size(), 1u);
+    EXPECT_FALSE(slow[0].ready()) << "the timeout passed while the task ran on";
+    gate.open();
+    EXPECT_EQ(slow[0].get(), 1);
   }
 }
 
@@ -267,16 +274,20 @@ TYPED_TEST(Futures, DoneCallbacksRunExactlyOnceBeforeAndAfterCompletion) {
   const auto main_id = std::this_thread::get_id();
   {
     TypeParam pool(2);
-    auto r = pool.submit(sleep_ms, 200);
+    // Gated: the first two callbacks are surely added while it runs.
+    Gate gate;
+    auto r = pool.submit(wait_for_gate, gate.path());
     r.add_done_callback([&](const mproc::AsyncResult<int>& x) {
       EXPECT_TRUE(x.ready());
-      EXPECT_EQ(x.get(), 200);
+      EXPECT_EQ(x.get(), 1);
       before_on_main = std::this_thread::get_id() == main_id;
       ++before;
     });
     r.add_done_callback([&] { ++nullary; });
-    EXPECT_EQ(r.get(), 200);
-    EXPECT_TRUE(eventually([&] { return before.load() == 1; }, 5000ms));
+    EXPECT_FALSE(r.ready());
+    gate.open();
+    EXPECT_EQ(r.get(), 1);
+    EXPECT_TRUE(eventually([&] { return before.load() == 1; }, mproc_test::scaled(5000ms)));
     // Already complete: runs at once, here.
     r.add_done_callback([&](const mproc::AsyncResult<int>&) { ++after; });
     EXPECT_EQ(after.load(), 1);
@@ -298,38 +309,62 @@ TYPED_TEST(Futures, DoneCallbacksRunExactlyOnceBeforeAndAfterCompletion) {
 
 TYPED_TEST(Futures, RunningCancelledAndException) {
   TypeParam pool(1);
-  auto slow = pool.submit(sleep_ms, 600);
+  // Gated: `queued` surely waits behind it, so cancel() surely finds it not started.
+  Gate gate;
+  auto slow = pool.submit(wait_for_gate, gate.path());
   auto queued = pool.submit(sleep_ms, 0);
-  EXPECT_TRUE(eventually([&] { return slow.running(); }, 5000ms));
+  ASSERT_TRUE(all_running({slow})) << "the first task never started";
   EXPECT_FALSE(queued.running());
   EXPECT_TRUE(queued.cancel());
   EXPECT_TRUE(queued.cancelled());
   EXPECT_TRUE(queued.ready());
   EXPECT_THROW(queued.get(), mproc::CancelledError);
   EXPECT_NE(queued.exception(), nullptr);
+  EXPECT_TRUE(slow.running());
+  gate.open();
   EXPECT_EQ(slow.exception(), nullptr);  // waits; success: empty
   EXPECT_FALSE(slow.running());
   EXPECT_FALSE(slow.cancelled());
   auto bad = pool.submit(fail_after_ms, 0);
-  auto e = bad.exception(5s);
+  auto e = bad.exception(mproc_test::scaled(5s));
   ASSERT_NE(e, nullptr);
   EXPECT_THROW(std::rethrow_exception(e), std::runtime_error);
   EXPECT_FALSE(bad.cancelled());
-  auto pending = pool.submit(sleep_ms, 500);
+  Gate pending_gate;
+  auto pending = pool.submit(wait_for_gate, pending_gate.path());
   EXPECT_THROW(pending.exception(10ms), mproc::TimeoutError);
-  EXPECT_EQ(pending.get(), 500);
+  pending_gate.open();
+  EXPECT_EQ(pending.get(), 1);
 }
 
+// Both workers are held on gated tasks while the queue is filled and cancelled, so none of the
+// queued tasks can start: every one of them must come back cancelled, and only the two gated
+// ones run. The gate opens once the queue is seen cancelled (shutdown(wait=true) blocks until
+// the running tasks end).
 TYPED_TEST(Futures, ShutdownCancelFuturesCancelsTheQueue) {
   this->set_test_deadline(90);
   TypeParam pool(2);
+  Gate gate;
+  std::vector<mproc::AsyncResult<int>> running{pool.submit(wait_for_gate, gate.path()),
+                                               pool.submit(wait_for_gate, gate.path())};
+  ASSERT_TRUE(all_running(running)) << "the two gated tasks did not both start";
   constexpr int kTasks = 10'000;
   std::vector<mproc::AsyncResult<int>> rs;
   rs.reserve(kTasks);
-  for (int i = 0; i < kTasks; ++i) rs.push_back(pool.submit(sleep_ms, 2));
+  for (int i = 0; i < kTasks; ++i) rs.push_back(pool.submit(square, i));
   const auto t0 = Clock::now();
+  double cancel_ms = -1;
+  std::thread opener([&] {
+    const bool all_cancelled = eventually(
+        [&] {
+          return std::all_of(rs.begin(), rs.end(), [](const auto& r) { return r.cancelled(); });
+        },
+        mproc_test::scaled(30s));
+    if (all_cancelled) cancel_ms = elapsed_ms(t0);
+    gate.open();  // also when they were not: the test goes on to say which ran
+  });
   pool.shutdown(/*wait=*/true, /*cancel_futures=*/true);
-  const double ms = elapsed_ms(t0);
+  opener.join();
   int ok = 0, cancelled = 0;
   for (auto& r : rs) {
     ASSERT_TRUE(r.ready());
@@ -337,16 +372,18 @@ TYPED_TEST(Futures, ShutdownCancelFuturesCancelsTheQueue) {
       ++cancelled;
       EXPECT_THROW(r.get(), mproc::CancelledError);
     } else {
-      EXPECT_EQ(r.get(), 2);
+      r.get();
       ++ok;
     }
   }
-  EXPECT_EQ(ok + cancelled, kTasks);
-  EXPECT_GT(cancelled, kTasks * 9 / 10) << ok << " ran";
-  EXPECT_LT(ms, 10000.0);
+  EXPECT_EQ(cancelled, kTasks) << ok << " queued tasks ran";
+  for (auto& r : running) {
+    EXPECT_FALSE(r.cancelled()) << "a running task was cancelled";
+    EXPECT_EQ(r.get(), 1);
+  }
   EXPECT_THROW(pool.submit(square, 1), mproc::PoolStateError);
-  std::printf("[ measure  ] shutdown(cancel_futures) of %d queued: %.1f ms, %d ran, %d cancelled\n",
-              kTasks, ms, ok, cancelled);
+  std::printf("[ measure  ] shutdown(cancel_futures) of %d queued: all cancelled after %.1f ms\n",
+              kTasks, cancel_ms);
 }
 
 TYPED_TEST(Futures, MaxQueuedHoldsTheOutstandingCountAtTheBound) {
@@ -377,13 +414,16 @@ TYPED_TEST(Futures, MaxQueuedWithATimeoutThrowsFull) {
   o.max_queued = 1;
   o.max_queued_timeout = 100ms;
   TypeParam pool(o);
-  auto slow = pool.submit(sleep_ms, 800);
+  // Gated: the pool stays full for as long as the test needs. A submit that ignored its timeout
+  // would wait for the gate's own 30 s and then succeed, failing the EXPECT_THROW.
+  Gate gate;
+  auto slow = pool.submit(wait_for_gate, gate.path());
   const auto t0 = Clock::now();
   EXPECT_THROW(pool.submit(square, 2), mproc::Full);
-  const double ms = elapsed_ms(t0);
-  EXPECT_GE(ms, 90.0);
-  EXPECT_LT(ms, 600.0);
-  EXPECT_EQ(slow.get(), 800);
+  EXPECT_GE(elapsed_ms(t0), 90.0);  // never before its timeout
+  EXPECT_FALSE(slow.ready());
+  gate.open();
+  EXPECT_EQ(slow.get(), 1);
   EXPECT_EQ(pool.submit(square, 2).get(), 4);  // room again
 }
 

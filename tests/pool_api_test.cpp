@@ -30,6 +30,8 @@ using namespace std::chrono_literals;
 using mproc_test::Clock;
 using mproc_test::eventually;
 using mproc_test::expect_throws_exactly;
+using mproc_test::Gate;
+using mproc_test::gated;
 using mproc_test::with_deadline;
 
 // A user-defined exception type and user-defined value types (outside the anonymous namespace,
@@ -416,17 +418,20 @@ TEST_P(PoolApi, EmptyInput) {
 
 TEST_P(PoolApi, AsyncResultGetWaitReadySuccessful) {
   mproc::Pool pool(n());
-  auto slow = pool.apply_async(sleep_then, 300, 5);
+  // Gated, not a sleep: it is surely still running through the timed-out calls below.
+  Gate gate;
+  auto slow = pool.apply_async(gated, gate.path(), 5);
   EXPECT_FALSE(slow.ready());
   EXPECT_THROW(slow.successful(), mproc::Error);  // not ready yet
   try {
     slow.get(20ms);
-    ADD_FAILURE() << "get(20ms) on a 300 ms task returned";
+    ADD_FAILURE() << "get(20ms) on a gated task returned";
   } catch (const mproc::TimeoutError& e) {
     EXPECT_TRUE(typeid(e) == typeid(mproc::TimeoutError));
   }
   EXPECT_FALSE(slow.wait(20ms));
   EXPECT_FALSE(slow.ready());
+  gate.open();
   EXPECT_EQ(slow.get(kGet), 5);  // the timeout did not cancel anything
   EXPECT_TRUE(slow.ready());
   EXPECT_TRUE(slow.successful());
@@ -655,7 +660,8 @@ TEST_P(PoolApi, MaxtasksperchildCapsTasksPerWorker) {
   for (int i = 0; i < 30; ++i) rs.push_back(pool.apply_async(worker_pid, i));
   for (auto& r : rs) ++per_pid2[r.get(kGet)];
   for (const auto& [pid, count] : per_pid2) EXPECT_LE(count, static_cast<int>(kMax));
-  EXPECT_TRUE(eventually([&] { return pool.worker_pids().size() == n(); }))
+  EXPECT_TRUE(
+      eventually([&] { return pool.worker_pids().size() == n(); }, mproc_test::scaled(2000ms)))
       << pool.worker_pids().size();
 }
 
@@ -691,7 +697,7 @@ TEST_P(PoolApi, CloseAndJoinWhenIdle) {
   EXPECT_THROW(pool.starmap(mul, std::vector<std::pair<int, int>>{{1, 2}}), mproc::PoolStateError);
   EXPECT_THROW(pool.imap(square, iota_vec(3)), mproc::PoolStateError);
   EXPECT_THROW(pool.imap_unordered(square, iota_vec(3)), mproc::PoolStateError);
-  EXPECT_TRUE(eventually([&] { return pool.worker_pids().empty(); }));
+  EXPECT_TRUE(eventually([&] { return pool.worker_pids().empty(); }, mproc_test::scaled(2000ms)));
   pool.close();  // idempotent
   pool.join();
 }
@@ -748,7 +754,7 @@ TEST_P(PoolApi, TerminateWhileBusyFailsRunningAndQueuedTasks) {
     for (std::size_t i = 0; i < n(); ++i)
       running.push_back(pool.apply_async(started_then_sleep, 30'000));
     // (At least one: which worker gets which sleeper is the dispatcher's business.)
-    ASSERT_TRUE(eventually([&] { return shared[0].load() >= 1; }, 5000ms));
+    ASSERT_TRUE(eventually([&] { return shared[0].load() >= 1; }, mproc_test::scaled(5000ms)));
     std::vector<mproc::AsyncResult<int>> queued;
     for (int i = 0; i < 50; ++i) queued.push_back(pool.apply_async(identity, i));
     auto m = pool.map_async(square, iota_vec(100));
@@ -841,13 +847,16 @@ TEST_P(PoolApi, EveryCallbackAndErrorCallbackRunsExactlyOnce) {
 TEST_P(PoolApi, ASlowCallbackDoesNotDelayOtherResults) {
   mproc::Pool pool(n());
   std::atomic<bool> slow_started{false};
+  std::atomic<bool> release{false};
   std::atomic<bool> slow_done{false};
+  // The callback runs until the test releases it (a sleep would race the test's own steps on a
+  // loaded machine); it gives up after 30 s so that a failing test still ends.
   auto slow = pool.apply_async(identity, 1, mproc::callbacks([&](int) {
                                  slow_started = true;
-                                 std::this_thread::sleep_for(500ms);
+                                 eventually([&] { return release.load(); }, 30s);
                                  slow_done = true;
                                }));
-  ASSERT_TRUE(eventually([&] { return slow_started.load(); }, 5000ms));
+  ASSERT_TRUE(eventually([&] { return slow_started.load(); }, mproc_test::scaled(5000ms)));
   // While the callback sleeps, other results arrive and are delivered.
   auto other = pool.apply_async(square, 6);
   EXPECT_EQ(other.get(kGet), 36);
@@ -855,6 +864,7 @@ TEST_P(PoolApi, ASlowCallbackDoesNotDelayOtherResults) {
   EXPECT_EQ(pool.map(square, iota_vec(10)), squares_of(10));
   EXPECT_FALSE(slow_done.load()) << "a result waited for an unrelated callback";
   EXPECT_FALSE(slow.ready() && !slow_done.load());
+  release = true;
   EXPECT_EQ(slow.get(kGet), 1);
   EXPECT_TRUE(slow_done.load()) << "the result became ready before its callback finished";
 }
@@ -912,9 +922,10 @@ TEST_F(PoolApiScheduling, AShortTaskDoesNotWaitBehindALongOneWhileAWorkerIdles) 
   g_shared = shared.data();
   {
     mproc::Pool pool(2);
-    ASSERT_TRUE(eventually([&] { return pool.worker_pids().size() == 2; }));
+    ASSERT_TRUE(
+        eventually([&] { return pool.worker_pids().size() == 2; }, mproc_test::scaled(2000ms)));
     auto long_task = pool.apply_async(started_then_sleep, 20'000);
-    ASSERT_TRUE(eventually([&] { return shared[0].load() == 1; }, 5000ms));
+    ASSERT_TRUE(eventually([&] { return shared[0].load() == 1; }, mproc_test::scaled(5000ms)));
     // One worker sleeps for 20 s, the other is idle: a short task must not queue behind the
     // sleeper.
     auto quick = pool.apply_async(square, 5);
@@ -971,9 +982,11 @@ TYPED_TEST(PoolApiTyped, ApplyMapStarmapImap) {
 
 TYPED_TEST(PoolApiTyped, AsyncResultAndCallbacks) {
   TypeParam pool(2);
-  auto slow = pool.apply_async(sleep_then, 300, 5);
+  Gate gate;  // not a sleep: the task surely outlasts the timed-out calls
+  auto slow = pool.apply_async(gated, gate.path(), 5);
   EXPECT_THROW(slow.get(20ms), mproc::TimeoutError);
   EXPECT_FALSE(slow.wait(10ms));
+  gate.open();
   EXPECT_EQ(slow.get(kGet), 5);
   EXPECT_TRUE(slow.successful());
   std::atomic<int> ok{0};

@@ -153,11 +153,13 @@ class PoolFault : public mproc_test::LeakCheckWithParam<std::size_t>, protected 
   // After a crash: the pool is back to n() workers, none of them `dead`, and it computes.
   void expect_pool_recovered(mproc::Pool& pool, pid_t dead) {
     EXPECT_EQ(pool.map(square, std::views::iota(0, 100)), squares_of(100));
-    EXPECT_TRUE(eventually([&] {
-      const auto pids = pool.worker_pids();
-      return pids.size() == n() && std::find(pids.begin(), pids.end(), dead) == pids.end();
-    })) << "the pool has "
-        << pool.worker_pids().size() << " workers, expected " << n();
+    EXPECT_TRUE(eventually(
+        [&] {
+          const auto pids = pool.worker_pids();
+          return pids.size() == n() && std::find(pids.begin(), pids.end(), dead) == pids.end();
+        },
+        mproc_test::scaled(2000ms)))
+        << "the pool has " << pool.worker_pids().size() << " workers, expected " << n();
   }
 };
 
@@ -185,7 +187,8 @@ class PoolFaultCrash : public mproc_test::LeakCheck,
 TEST_P(PoolFaultCrash, TaskKillingItsWorkerFailsWithWorkerLostErrorAndThePoolRecovers) {
   const auto [c, workers] = GetParam();
   mproc::Pool pool(workers);
-  ASSERT_TRUE(eventually([&] { return pool.worker_pids().size() == workers; }));
+  ASSERT_TRUE(
+      eventually([&] { return pool.worker_pids().size() == workers; }, mproc_test::scaled(2000ms)));
   const std::vector<pid_t> before = pool.worker_pids();
   auto r = pool.apply_async(crash, static_cast<int>(c.how));
   try {
@@ -207,11 +210,13 @@ TEST_P(PoolFaultCrash, TaskKillingItsWorkerFailsWithWorkerLostErrorAndThePoolRec
   EXPECT_FALSE(r.successful());
   const pid_t dead = static_cast<pid_t>(g_shared[kPidSlot].load());
   EXPECT_EQ(pool.map(square, std::views::iota(0, 100)), squares_of(100));
-  EXPECT_TRUE(eventually([&] {
-    const auto pids = pool.worker_pids();
-    return pids.size() == workers && std::find(pids.begin(), pids.end(), dead) == pids.end();
-  })) << "the pool has "
-      << pool.worker_pids().size() << " workers, expected " << workers;
+  EXPECT_TRUE(eventually(
+      [&] {
+        const auto pids = pool.worker_pids();
+        return pids.size() == workers && std::find(pids.begin(), pids.end(), dead) == pids.end();
+      },
+      mproc_test::scaled(2000ms)))
+      << "the pool has " << pool.worker_pids().size() << " workers, expected " << workers;
   // And it can lose another one the same way.
   EXPECT_THROW(pool.apply_async(crash, static_cast<int>(c.how)).get(kGet), mproc::WorkerLostError);
   EXPECT_EQ(pool.apply(square, 12), 144);
@@ -435,7 +440,8 @@ TEST_P(PoolFault, ACrashInsideImapFailsOnlyThatElement) {
 TEST_P(PoolFault, AWorkerKilledFromOutsideFailsItsTask) {
   mproc::Pool pool(n());
   auto sleeper = pool.apply_async(started_then_sleep, 30'000);
-  ASSERT_TRUE(eventually([&] { return g_shared[kStartedSlot].load() == 1; }, 5000ms));
+  ASSERT_TRUE(
+      eventually([&] { return g_shared[kStartedSlot].load() == 1; }, mproc_test::scaled(5000ms)));
   const pid_t victim = static_cast<pid_t>(g_shared[kPidSlot].load());
   ASSERT_GT(victim, 0);
   ASSERT_EQ(::kill(victim, SIGKILL), 0);

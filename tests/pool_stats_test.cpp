@@ -85,6 +85,13 @@ struct HookLog {
   std::vector<mproc::WorkerExited> exits;
   std::set<std::thread::id> threads;
 
+  // Options for a pool of `processes` workers whose hooks record into this log.
+  mproc::PoolOptions options(std::size_t processes) {
+    mproc::PoolOptions o;
+    o.processes = processes;
+    attach(o);
+    return o;
+  }
   void attach(mproc::PoolOptions& o) {
     o.on_worker_start = [this](const mproc::WorkerStarted& w) {
       std::lock_guard lock(mu);
@@ -248,11 +255,8 @@ TEST(PoolStatsPrint, AReadableBlock) {
 TEST_F(PoolStatsTest, ScriptedRunCountsEveryOutcome) {
   HookLog hooks;
   mproc_test::SharedCounters flags(8);
-  mproc::PoolOptions o;
-  o.processes = 2;
-  hooks.attach(o);
   {
-    mproc::Pool pool(o);
+    mproc::Pool pool(hooks.options(2));
     for (int i = 0; i < 5; ++i) EXPECT_EQ(pool.apply(identity, i), i);
     for (int i = 0; i < 2; ++i) EXPECT_THROW(pool.apply(throw_runtime, i), std::runtime_error);
     EXPECT_THROW(pool.apply(die_by_sigkill, 0), mproc::WorkerLostError);
@@ -349,11 +353,8 @@ TEST_F(PoolStatsTest, ScriptedRunCountsEveryOutcome) {
 TEST_F(PoolStatsTest, RunningQueuedAgeAndTerminate) {
   HookLog hooks;
   mproc_test::SharedCounters flags(8);
-  mproc::PoolOptions o;
-  o.processes = 2;
-  hooks.attach(o);
   {
-    mproc::Pool pool(o);
+    mproc::Pool pool(hooks.options(2));
     std::vector<mproc::AsyncResult<int>> rs;
     rs.push_back(pool.apply_async(mark_then_wait, flags.name(), 0));
     rs.push_back(pool.apply_async(mark_then_wait, flags.name(), 1));
@@ -402,10 +403,8 @@ TEST_F(PoolStatsTest, RunningQueuedAgeAndTerminate) {
 
 TEST_F(PoolStatsTest, MaxTasksPerChildRetirementsAreCounted) {
   HookLog hooks;
-  mproc::PoolOptions o;
-  o.processes = 1;
+  auto o = hooks.options(1);
   o.maxtasksperchild = 2;
-  hooks.attach(o);
   {
     mproc::Pool pool(o);
     for (int i = 0; i < 6; ++i) EXPECT_EQ(pool.apply(identity, i), i);
@@ -434,10 +433,8 @@ TEST_F(PoolStatsTest, MaxTasksPerChildRetirementsAreCounted) {
 
 TEST_F(PoolStatsTest, MemoryCapRetirementIsCounted) {
   HookLog hooks;
-  mproc::PoolOptions o;
-  o.processes = 1;
+  auto o = hooks.options(1);
   o.max_memory_per_child = 48u << 20;
-  hooks.attach(o);
   {
     mproc::Pool pool(o);
     EXPECT_EQ(pool.apply(leak_mb, 64), 64);  // its peak RSS is then over 48 MiB
@@ -457,10 +454,8 @@ TEST_F(PoolStatsTest, MemoryCapRetirementIsCounted) {
 
 TEST_F(PoolStatsTest, InitializerThatThrowsIsEachWorkersCause) {
   HookLog hooks;
-  mproc::PoolOptions o;
-  o.processes = 2;
+  auto o = hooks.options(2);
   o.initializer(init_throws);
-  hooks.attach(o);
   {
     mproc::Pool pool(o);
     const auto s = stats_when(

@@ -398,8 +398,9 @@ TEST_F(NamedShm, TrackedBlockOfASigkilledCreatorIsUnlinkedWithinASecond) {
   int status = 0;
   ::waitpid(h.pid, &status, 0);
   EXPECT_TRUE(WIFSIGNALED(status));
-  EXPECT_TRUE(mproc_test::eventually([&] { return !shm_exists(n); }, 1000ms))
-      << "/dev/shm/" << n << " is still there 1 s after its creator was SIGKILLed";
+  EXPECT_TRUE(mproc_test::eventually([&] { return !shm_exists(n); }, mproc_test::scaled(1000ms)))
+      << "/dev/shm/" << n << " is still there " << mproc_test::scaled(1000ms).count()
+      << " ms after its creator was SIGKILLed";
 }
 
 TEST_F(NamedShm, UntrackedBlockOutlivesItsSigkilledCreator) {
@@ -449,7 +450,7 @@ TEST_F(NamedShm, WhatAPoolWorkerLeavesIsUnlinkedWhenTheWorkersEnd) {
           if (shm_exists(n)) return false;
         return true;
       },
-      2000ms));
+      mproc_test::scaled(2000ms)));
 }
 
 // A Process started with fork shares this process's tracker: what it leaves lives as long as
@@ -465,7 +466,7 @@ TEST_F(NamedShm, AProcessLeavesATrackedBlockToTheTrackerItShares) {
     EXPECT_TRUE(shm_exists(n));
     mproc::SharedMemory::attach(n).unlink();
   } else {
-    EXPECT_TRUE(mproc_test::eventually([&] { return !shm_exists(n); }, 2000ms));
+    EXPECT_TRUE(mproc_test::eventually([&] { return !shm_exists(n); }, mproc_test::scaled(2000ms)));
   }
 }
 

@@ -149,12 +149,23 @@ TEST(SoftTimeLimits, TheTimerWaitsForTheSoftLimitThenTheHardOne) {
 
 // ---- through real workers --------------------------------------------------------------------
 
-TEST_F(SoftTimeout, ATaskThatStopsItselfRaisesSoftTimeLimitExceededAndKeepsItsWorker) {
+namespace {
+// One worker with a soft limit and, when given, a hard limit and its grace (otherwise the pool's
+// defaults: no hard limit, the default grace).
+mproc::PoolOptions one_worker(std::chrono::nanoseconds soft, std::chrono::nanoseconds hard = {},
+                              std::chrono::nanoseconds grace = mproc::PoolOptions{}.timeout_grace) {
   mproc::PoolOptions o;
   o.processes = 1;
-  o.soft_timeout = scaled(200ms);
-  o.task_timeout = 60s;  // far away: the task must stop on its own, not be killed
-  mproc::Pool pool(o);
+  o.soft_timeout = soft;
+  o.task_timeout = hard;
+  o.timeout_grace = grace;
+  return o;
+}
+}  // namespace
+
+TEST_F(SoftTimeout, ATaskThatStopsItselfRaisesSoftTimeLimitExceededAndKeepsItsWorker) {
+  // The hard limit far away: the task must stop on its own, not be killed.
+  mproc::Pool pool(one_worker(scaled(200ms), 60s));
   const int pid = pool.apply(worker_pid, 0);
   auto r = pool.apply_async(stop_when_asked, 0);
   try {
@@ -169,22 +180,14 @@ TEST_F(SoftTimeout, ATaskThatStopsItselfRaisesSoftTimeLimitExceededAndKeepsItsWo
 }
 
 TEST_F(SoftTimeout, ATaskThatReturnsWhenAskedGivesItsValueAndNoHardLimitMeansNoKill) {
-  mproc::PoolOptions o;
-  o.processes = 1;
-  o.soft_timeout = scaled(150ms);  // and no task_timeout: asked to stop, never killed
-  mproc::Pool pool(o);
+  mproc::Pool pool(one_worker(scaled(150ms)));  // no task_timeout: asked to stop, never killed
   const int pid = pool.apply(worker_pid, 0);
   EXPECT_EQ(pool.apply_async(return_when_asked, 7).get(scaled(20s)), 7);
   EXPECT_EQ(pool.apply(worker_pid, 0), pid);
 }
 
 TEST_F(SoftTimeout, ATaskThatNeverChecksIsKilledAtTheHardLimit) {
-  mproc::PoolOptions o;
-  o.processes = 1;
-  o.soft_timeout = scaled(100ms);
-  o.task_timeout = scaled(400ms);
-  o.timeout_grace = scaled(200ms);
-  mproc::Pool pool(o);
+  mproc::Pool pool(one_worker(scaled(100ms), scaled(400ms), scaled(200ms)));
   const int pid = pool.apply(worker_pid, 0);
   auto r = pool.apply_async(sleep_ms, 30'000);
   EXPECT_THROW(r.get(scaled(20s)), mproc::TaskTimeoutError);
@@ -197,21 +200,13 @@ TEST_F(SoftTimeout, ATaskThatNeverChecksIsKilledAtTheHardLimit) {
 }
 
 TEST_F(SoftTimeout, ASoftLimitNotBelowTheHardOneIsIgnored) {
-  mproc::PoolOptions o;
-  o.processes = 1;
-  o.soft_timeout = scaled(300ms);
-  o.task_timeout = scaled(300ms);
-  o.timeout_grace = scaled(200ms);
-  mproc::Pool pool(o);
+  mproc::Pool pool(one_worker(scaled(300ms), scaled(300ms), scaled(200ms)));
   // It checks, but is never asked: the hard limit comes first.
   EXPECT_THROW(pool.apply_async(stop_when_asked, 0).get(scaled(20s)), mproc::TaskTimeoutError);
 }
 
 TEST_F(SoftTimeout, APerCallSoftLimitOverridesThePools) {
-  mproc::PoolOptions o;
-  o.processes = 1;
-  o.soft_timeout = 60s;
-  mproc::Pool pool(o);
+  mproc::Pool pool(one_worker(60s));
   EXPECT_THROW(pool.apply_async(stop_when_asked, 0, mproc::with_soft_timeout(scaled(150ms)))
                    .get(scaled(20s)),
                mproc::SoftTimeLimitExceeded);
@@ -239,10 +234,7 @@ TEST_F(SoftTimeout, AMapsSoftLimitAppliesToEachChunk) {
 }
 
 TEST_F(SoftTimeout, AFastTaskIsUnaffectedAndTheRequestDoesNotOutliveItsTask) {
-  mproc::PoolOptions o;
-  o.processes = 1;
-  o.soft_timeout = scaled(150ms);
-  mproc::Pool pool(o);
+  mproc::Pool pool(one_worker(scaled(150ms)));
   EXPECT_FALSE(pool.apply(stop_requested_now, 0));
   EXPECT_EQ(pool.apply(worker_pid, 0), pool.apply(worker_pid, 0));
   const int pid = pool.apply(worker_pid, 0);
@@ -266,10 +258,7 @@ TEST_F(SoftTimeout, FalseOutsideAProcessPoolsTask) {
   mproc::ThreadPool threads(1);
   EXPECT_FALSE(threads.apply(stop_requested_now, 0));
   // A task that ends before its soft limit is never asked.
-  mproc::PoolOptions o;
-  o.processes = 1;
-  o.soft_timeout = scaled(50ms);
-  mproc::Pool pool(o);
+  mproc::Pool pool(one_worker(scaled(50ms)));
   EXPECT_FALSE(pool.apply(stop_requested_now, 0));
 }
 

@@ -11,6 +11,8 @@
 // instead of waiting for ctest's timeout.
 //
 // with_deadline(seconds, what, fn) runs fn() on this thread under its own, tighter watchdog.
+//
+// Gate and wait_for_gate / gated(path, value) make a task that runs until the test says so.
 #pragma once
 
 #include <dirent.h>
@@ -265,6 +267,45 @@ template <class Rep, class Period>
 std::chrono::milliseconds scaled(std::chrono::duration<Rep, Period> d) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(d * kSlowdown);
 }
+
+// ---- gates: slow tasks whose end the test decides ------------------------------------------
+//
+//   Gate gate;
+//   auto r = pool.submit(wait_for_gate, gate.path());   // runs until the test opens the gate
+//   EXPECT_FALSE(r.ready());                              // certain, however loaded the machine
+//   gate.open();
+//
+// A gate is a file: a worker process of any start method sees it appear. Assertions about what
+// is still running then hold by construction, where a sleeping task would make them a race
+// against a loaded machine stretching the test's own steps past the sleep.
+
+// Returns `value` once `path` exists. After 30 s it returns anyway: a test that fails before
+// opening its gate still ends.
+inline int gated(std::string path, int value) {
+  for (int i = 0; i < 30000 && ::access(path.c_str(), F_OK) != 0; ++i) ::usleep(1000);
+  return value;
+}
+
+inline int wait_for_gate(std::string path) {
+  return gated(std::move(path), 1);
+}
+
+// A fresh path per gate (this process, a counter); the file is removed with the Gate.
+class Gate {
+ public:
+  Gate() {
+    static std::atomic<int> n{0};
+    path_ = "/tmp/mproc_test_gate_" + std::to_string(::getpid()) + "_" + std::to_string(n++);
+  }
+  Gate(const Gate&) = delete;
+  Gate& operator=(const Gate&) = delete;
+  ~Gate() { ::unlink(path_.c_str()); }
+  const std::string& path() const { return path_; }
+  void open() { std::ofstream(path_) << 'x'; }
+
+ private:
+  std::string path_;
+};
 
 // ---- memory shared with workers --------------------------------------------------------------
 

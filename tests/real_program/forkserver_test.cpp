@@ -18,7 +18,10 @@ TEST(ForkServer, KilledServerIsReplacedForTheNextPool) {
 }
 
 TEST(ForkServer, ServerKilledWhileMakingAPoolIsReplaced) {
-  const auto r = run_scenario("forkserver_killed_during_request", {.method = "forkserver"});
+  // Longer than the scenario's own 20 s bound on seeing the request wait, so that a miss is
+  // reported by the scenario (naming what each thread was doing), not as a timeout.
+  const auto r =
+      run_scenario("forkserver_killed_during_request", {.method = "forkserver", .deadline_s = 40});
   ASSERT_EQ(r.exit_code, 0) << r.describe();
   EXPECT_EQ(r.count("first 16\n"), 1u) << r.describe();
   EXPECT_EQ(r.count("killed midway yes\n"), 1u) << r.describe();
