@@ -83,7 +83,10 @@ void Coordinator::Impl::dispatch() {
     flush(w);
     arm_head_timer(w);
   }
-  if (!retired) return;
+  // Tasks wait and nobody has room: a retiring worker may have stopped counting as draining
+  // without a result being read (its last unsent task was cancelled), so look again rather
+  // than wait for an event that may not come.
+  if (!retired && !touched.empty()) return;
   const std::size_t before = workers_.size();
   replenish();  // a failed start is retried by the respawn timer
   if (workers_.size() != before && !pending_.empty()) dispatch();  // the successors have room
