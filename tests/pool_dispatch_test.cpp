@@ -109,11 +109,38 @@ TEST(PoolDispatch, RoundsOfFairSharesPlaceEveryTaskThereIsRoomFor) {
   EXPECT_EQ(taken[2], 24u);
 }
 
+TEST(PoolDispatch, ARetiringWorkersSuccessorStartsWhenItIsHandedItsLastTask) {
+  // 2 processes, both handed their last task: two successors, while those tasks run.
+  EXPECT_EQ(workers_to_start({0, 2}, 2), 2u);
+  // One retired, the other still takes tasks.
+  EXPECT_EQ(workers_to_start({1, 1}, 2), 1u);
+  // Enough take tasks.
+  EXPECT_EQ(workers_to_start({2, 0}, 2), 0u);
+  EXPECT_EQ(workers_to_start({3, 0}, 2), 0u);
+}
+
 TEST(PoolDispatch, SuccessorsStayOneGenerationAhead) {
-  EXPECT_TRUE(may_start_successor(4, 0, 4));
-  EXPECT_TRUE(may_start_successor(4, 3, 4));
-  EXPECT_FALSE(may_start_successor(4, 4, 4));
-  EXPECT_FALSE(may_start_successor(8, 0, 4));
+  // The successors were handed their whole quota too: nothing more until a result is in.
+  EXPECT_EQ(workers_to_start({0, 4}, 2), 0u);
+  EXPECT_EQ(workers_to_start({0, 5}, 2), 0u);
+  EXPECT_EQ(workers_to_start({1, 3}, 2), 0u);
+  EXPECT_EQ(workers_to_start({0, 3}, 2), 1u);
+}
+
+TEST(PoolDispatch, ASuccessorDoesNotWaitForItsPredecessorsExit) {
+  // 4 draining; one's last result is read: it leaves the counts (its exit and reap are not
+  // waited for) and its successor starts.
+  EXPECT_EQ(workers_to_start({0, 3}, 2), 1u);
+  // maxtasksperchild=2 with one process, sequential calls: the first worker is handed its
+  // second task (a successor starts), its result is read (the successor is there already).
+  EXPECT_EQ(workers_to_start({0, 1}, 1), 1u);
+  EXPECT_EQ(workers_to_start({1, 0}, 1), 0u);
+}
+
+TEST(PoolDispatch, DeadWorkersAreReplaced) {
+  // Without a quota nobody drains: a worker that died is replaced, up to the pool's size.
+  EXPECT_EQ(workers_to_start({0, 0}, 4), 4u);
+  EXPECT_EQ(workers_to_start({3, 0}, 4), 1u);
 }
 
 }  // namespace

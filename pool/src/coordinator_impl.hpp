@@ -21,6 +21,7 @@
 
 #include "coordinator.hpp"
 #include "mproc/pool/detail/death_accounting.hpp"
+#include "mproc/pool/detail/dispatch_policy.hpp"
 #include "mproc/pool/detail/engine_state.hpp"
 #include "mproc/pool/detail/pool_counters.hpp"
 #include "mproc/pool/detail/stats_exchange.hpp"
@@ -136,7 +137,8 @@ class Coordinator::Impl {
   void await_exit(const WorkerPtr& w);
   void finalize(const WorkerPtr& w);
   void settle_held_tasks(Worker& w);
-  std::size_t active_workers() const;
+  // Who takes tasks and who still holds its last ones (workers_to_start's counts).
+  Succession succession() const;
   // Statistics and hooks: a worker started, a worker ended (`end` says why; null: abandoned at
   // the shutdown deadline, its exit never seen).
   void worker_started(Worker& w);

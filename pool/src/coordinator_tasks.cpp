@@ -57,7 +57,7 @@ void Coordinator::Impl::dispatch() {
                     maxtasks);
   };
   std::vector<WorkerPtr> touched;
-  std::size_t successors = 0;  // started after the loop: spawning grows workers_
+  bool retired = false;  // successors are started after the loop: spawning grows workers_
   for (bool progress = true; progress && !pending_.empty();) {
     progress = false;
     std::size_t with_room = 0;
@@ -74,13 +74,8 @@ void Coordinator::Impl::dispatch() {
       w->assigned += take;
       progress = true;
       touched.push_back(w);
-      if (quota_spent(w->assigned, maxtasks) && w->life.retire()) {
-        // Its successor starts now, while it finishes its quota (see may_start_successor);
-        // otherwise finalize() replaces it when it exits.
-        if (!zygote_lost_ && may_start_successor(workers_.size(), successors, nproc_)) {
-          ++successors;
-        }
-      }
+      // Its successor starts now, while it runs its last tasks (workers_to_start).
+      if (quota_spent(w->assigned, maxtasks) && w->life.retire()) retired = true;
       if (pending_.empty()) break;
     }
   }
@@ -88,11 +83,13 @@ void Coordinator::Impl::dispatch() {
     flush(w);
     arm_head_timer(w);
   }
-  if (successors == 0) return;
-  for (std::size_t i = 0; i < successors && !respawn_timer_armed_; ++i) {
-    if (!start_replacement_worker()) break;  // the retry timer replaces it when it has exited
-  }
-  if (!pending_.empty()) dispatch();  // the successors have room
+  // Tasks wait and nobody has room: a retiring worker may have stopped counting as draining
+  // without a result being read (its last unsent task was cancelled), so look again rather
+  // than wait for an event that may not come.
+  if (!retired && !touched.empty()) return;
+  const std::size_t before = workers_.size();
+  replenish();  // a failed start is retried by the respawn timer
+  if (workers_.size() != before && !pending_.empty()) dispatch();  // the successors have room
 }
 
 // ---- writing and reading --------------------------------------------------------------------
@@ -115,21 +112,26 @@ void Coordinator::Impl::flush(const WorkerPtr& w) {
 void Coordinator::Impl::start_read(const WorkerPtr& w) {
   if (w->link.reading || w->life.socket_ended()) return;
   w->link.reading = true;
-  w->link.socket().async_wait(asio::posix::stream_descriptor::wait_read,
-                              [this, w](std::error_code ec) {
-                                w->link.reading = false;
-                                if (ec || w->life.gone()) return;
-                                on_readable(w);
-                                arm_head_timer(w);
-                                if (w->life.dead()) {
-                                  finalize(w);
-                                } else if (w->life.socket_ended()) {
-                                  await_exit(w);
-                                } else {
-                                  start_read(w);
-                                }
-                                dispatch();
-                              });
+  w->link.socket().async_wait(
+      asio::posix::stream_descriptor::wait_read, [this, w](std::error_code ec) {
+        w->link.reading = false;
+        if (ec || w->life.gone()) return;
+        on_readable(w);
+        arm_head_timer(w);
+        // A retiring worker's last result is in: its successor need not
+        // wait for its exit and reap (workers_to_start).
+        if (w->life.state() == WorkerLife::State::kRetiring && w->link.held_count() == 0) {
+          replenish();
+        }
+        if (w->life.dead()) {
+          finalize(w);
+        } else if (w->life.socket_ended()) {
+          await_exit(w);
+        } else {
+          start_read(w);
+        }
+        dispatch();
+      });
 }
 
 void Coordinator::Impl::on_readable(const WorkerPtr& w) {
@@ -163,9 +165,7 @@ std::size_t Coordinator::Impl::parse_frames(const WorkerPtr& w) {
     if (h.kind == FrameKind::kRetiring) {
       get_logger()->debug("{} (pid {}) is over its memory cap; replacing it", w->name, w->pid);
       w->announced_retire = true;
-      if (w->life.retire() && !shutting_down_ && !zygote_lost_ && !respawn_timer_armed_) {
-        start_replacement_worker();
-      }
+      if (w->life.retire()) replenish();
       continue;
     }
     if (!w->init_acked && h.task_id == 0) {

@@ -62,10 +62,12 @@ bool Coordinator::Impl::start_replacement_worker() noexcept {
   return false;
 }
 
-// Starts workers until there are nproc_ of them, unless a failed start is being retried.
+// Starts workers until nproc_ of them take tasks (within workers_to_start's bound on successors),
+// unless a failed start is being retried. Called when a worker retires, when a retiring worker's
+// last result is read and when a worker is finalized.
 void Coordinator::Impl::replenish() {
   if (zygote_lost_ || broken_ || shutting_down_ || respawn_timer_armed_) return;
-  while (active_workers() < nproc_) {
+  for (std::size_t n = workers_to_start(succession(), nproc_); n > 0; --n) {
     if (!start_replacement_worker()) return;
   }
 }
@@ -296,7 +298,8 @@ void Coordinator::Impl::finalize(const WorkerPtr& w) {
     maybe_finish_shutdown(false);
     return;
   }
-  // A retiring worker's replacement was started when it retired (if it could be).
+  // A retiring worker's successor was started when it retired or when its last result was read
+  // (if it could be): this start is for a worker that died, or one the bound held back.
   replenish();
   dispatch();
 }
@@ -386,10 +389,17 @@ void Coordinator::Impl::settle_held_tasks(Worker& w) {
   }
 }
 
-std::size_t Coordinator::Impl::active_workers() const {
-  std::size_t n = 0;
-  for (auto& w : workers_) n += (w->life.takes_tasks() && !w->fault) ? 1 : 0;
-  return n;
+Succession Coordinator::Impl::succession() const {
+  Succession s;
+  for (auto& w : workers_) {
+    if (w->fault) continue;
+    if (w->life.takes_tasks()) {
+      ++s.taking;
+    } else if (w->life.state() == WorkerLife::State::kRetiring && w->link.held_count() != 0) {
+      ++s.draining;
+    }
+  }
+  return s;
 }
 
 }  // namespace mproc::detail

@@ -74,12 +74,28 @@ inline std::size_t tasks_to_take(std::size_t capacity, std::size_t share,
 inline bool quota_spent(std::size_t assigned, std::size_t maxtasks) noexcept {
   return maxtasks != 0 && assigned >= maxtasks;
 }
-// A retiring worker's successor starts at once, while it finishes its quota, but never more than
-// one generation ahead (a successor given its quota at once would start another, and so on):
-// past that, the dead worker is replaced when it exits.
-inline bool may_start_successor(std::size_t workers, std::size_t successors,
-                                std::size_t processes) noexcept {
-  return workers + successors < 2 * processes;
+// How many workers to ask the zygote for now (worker succession). Counts over the pool's workers:
+//   taking   takes tasks: running, or asked of the zygote and not reported yet;
+//   draining retiring (its maxtasksperchild quota handed out, or over its memory cap) and still
+//            holding tasks whose results have not been read.
+// A retiring worker whose results are all in counts in neither: what is left of it is its exit and
+// reap, which must not hold up its successor (that wait is an exit_mmap and a zygote report
+// long). Nor does a worker whose socket ended.
+//
+// The pool keeps `processes` workers taking tasks, so a retiring worker's successor is asked for
+// as soon as its predecessor is handed its last task: it forks and connects while the
+// predecessor runs that task. Successors stay at most one generation ahead (taking + draining <=
+// 2 * processes): a successor handed its whole quota at once starts the next one only when a
+// draining worker's last result is in, not a chain of forks.
+struct Succession {
+  std::size_t taking = 0;
+  std::size_t draining = 0;
+};
+inline std::size_t workers_to_start(const Succession& s, std::size_t processes) noexcept {
+  if (s.taking >= processes) return 0;
+  const std::size_t serving = s.taking + s.draining;
+  const std::size_t room = serving >= 2 * processes ? 0 : 2 * processes - serving;
+  return std::min(processes - s.taking, room);
 }
 
 }  // namespace mproc::detail

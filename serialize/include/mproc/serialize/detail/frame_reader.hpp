@@ -58,6 +58,9 @@ class FrameReader {
   // The bytes read and not consumed.
   std::span<const char> unread() const noexcept { return {buf_.data() + begin_, end_ - begin_}; }
   std::size_t buffered() const noexcept { return end_ - begin_; }
+  // The buffer's size, and how much the next read_from() may take without compacting.
+  std::size_t capacity() const noexcept { return buf_.size(); }
+  std::size_t free_space() const noexcept { return buf_.size() - end_; }
   // Drops `n` unread bytes from the front (n <= buffered()). Moves nothing.
   void consume(std::size_t n) noexcept;
   // Makes room for `n` unread bytes from the front: compacts, then grows the buffer to `n`.
