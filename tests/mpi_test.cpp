@@ -5,7 +5,6 @@
 // Every test runs under a watchdog: a hang ends the job with a message naming the test (rank 0
 // exits, and mpirun then stops the worker ranks).
 #include <gtest/gtest.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -25,6 +24,7 @@
 #include <utility>
 #include <vector>
 
+#include "die_by_signal.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -418,17 +418,8 @@ TEST_F(Mpi, PoolEndedBeforeItsInitFramesLeftDoesNotStrandTheRanks) {
 
 namespace {
 
-// Crashes for real: default disposition (a sanitizer runtime would otherwise catch SIGSEGV and
-// turn it into exit(1)), and no core file.
-[[noreturn]] void die_by_signal(int sig) {
-  const rlimit no_core{0, 0};
-  ::setrlimit(RLIMIT_CORE, &no_core);
-  ::signal(sig, SIG_DFL);
-  ::raise(sig);
-  ::_exit(99);  // not reached
-}
 int crash(int x) {
-  if (x >= 0) die_by_signal(SIGSEGV);
+  if (x >= 0) mproc_test::die_by_signal(SIGSEGV);
   return x;
 }
 int crash_some(int x) {  // the inputs the test marks negative crash their worker

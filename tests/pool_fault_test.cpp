@@ -21,6 +21,7 @@
 #include <tuple>
 #include <vector>
 
+#include "die_by_signal.hpp"
 #include "test_support.hpp"
 
 using namespace std::chrono_literals;
@@ -54,16 +55,6 @@ std::atomic<int>& counter(int i) {
   return g_shared[kFirstCounter + static_cast<std::size_t>(i)];
 }
 
-// Crashes for real: default disposition (a sanitizer runtime would otherwise catch SIGSEGV and
-// turn it into exit(1)), and no core file.
-[[noreturn]] void die_by_signal(int sig) {
-  const rlimit no_core{0, 0};
-  ::setrlimit(RLIMIT_CORE, &no_core);
-  ::signal(sig, SIG_DFL);
-  ::raise(sig);
-  ::_exit(99);  // not reached
-}
-
 enum Crash : int { kAbort, kSegv, kUnderscoreExit3, kStdExit7 };
 
 int crash(int how) {
@@ -76,7 +67,7 @@ int crash(int how) {
       std::abort();
     }
     case kSegv:
-      die_by_signal(SIGSEGV);
+      mproc_test::die_by_signal(SIGSEGV);
     case kUnderscoreExit3:
       ::_exit(3);
     default:
@@ -98,25 +89,25 @@ int counted(int i) {
 // Counts its runs in counter(i) and crashes when i == bad.
 int counted_or_crash(int i, int bad) {
   counter(i).fetch_add(1);
-  if (i == bad) die_by_signal(SIGSEGV);
+  if (i == bad) mproc_test::die_by_signal(SIGSEGV);
   return i;
 }
 
 int crash_at_13(int i) {
-  if (i == 13) die_by_signal(SIGSEGV);
+  if (i == 13) mproc_test::die_by_signal(SIGSEGV);
   return i * i;
 }
 
 // Crashes on the first attempt only; returns the attempt number.
 int crash_on_first_attempt(int slot) {
   const int attempt = counter(slot).fetch_add(1) + 1;
-  if (attempt == 1) die_by_signal(SIGSEGV);
+  if (attempt == 1) mproc_test::die_by_signal(SIGSEGV);
   return attempt;
 }
 
 int always_crash(int slot) {
   counter(slot).fetch_add(1);
-  die_by_signal(SIGSEGV);
+  mproc_test::die_by_signal(SIGSEGV);
 }
 
 int started_then_sleep(int ms) {
@@ -127,7 +118,7 @@ int started_then_sleep(int ms) {
 }
 
 void crashing_init() {
-  die_by_signal(SIGABRT);
+  mproc_test::die_by_signal(SIGABRT);
 }
 
 std::vector<int> squares_of(int n) {

@@ -4,7 +4,6 @@
 // crashing on remote hosts fail alone with WorkerLostError naming their host and rank while the
 // job goes on, and it reports CPU-bound throughput against the number of worker hosts (the
 // "hosts" share this machine's CPUs: a report, not a check).
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -15,6 +14,8 @@
 #include <set>
 #include <string>
 #include <vector>
+
+#include "../die_by_signal.hpp"
 
 namespace {
 
@@ -29,17 +30,8 @@ std::string network_namespace(int) {
   return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string("?");
 }
 
-// Crashes for real: default disposition (a sanitizer runtime would otherwise catch SIGSEGV and
-// turn it into exit(1)), and no core file.
-[[noreturn]] void die_by_signal(int sig) {
-  const rlimit no_core{0, 0};
-  ::setrlimit(RLIMIT_CORE, &no_core);
-  ::signal(sig, SIG_DFL);
-  ::raise(sig);
-  ::_exit(99);  // not reached
-}
 int crash_some(int x) {  // negative inputs crash their worker
-  if (x < 0) die_by_signal(SIGSEGV);
+  if (x < 0) mproc_test::die_by_signal(SIGSEGV);
   return x + 1;
 }
 
