@@ -85,6 +85,32 @@ void failing_init() {
   throw std::runtime_error("initializer refused");
 }
 
+// Files shared by rank 0's test and the ranks' workers (one host under ctest): a task marks
+// that it started, or waits for a mark, so no assertion depends on how long anything took.
+std::string mark_path(const std::string& name) {
+  return "/tmp/mproc_mpi_test_" + std::to_string(::getpid()) + "_" + name;
+}
+void make_mark(const std::string& path) {
+  std::ofstream(path) << 'x';
+}
+bool wait_mark(const std::string& path, std::chrono::milliseconds limit) {
+  const auto end = Clock::now() + limit;
+  while (::access(path.c_str(), F_OK) != 0) {
+    if (Clock::now() > end) return false;
+    std::this_thread::sleep_for(1ms);
+  }
+  return true;
+}
+// A task that holds its worker until the test opens `gate` (at most 10 s).
+void hold_until(std::string gate) {
+  wait_mark(gate, 10s);
+}
+// The same, marking `started` first so the test knows a worker runs it.
+void mark_then_hold(std::string started, std::string gate) {
+  make_mark(started);
+  wait_mark(gate, 10s);
+}
+
 class Mpi : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -237,12 +263,13 @@ TEST_F(Mpi, CloseJoinFinishesEverything) {
 }
 
 TEST_F(Mpi, TerminateFailsUnfinishedWorkAtOnce) {
+  const std::string gate = mark_path("terminate_gate");  // never opened: no task ends by itself
+  ::unlink(gate.c_str());
   std::vector<mproc::AsyncResult<void>> rs;
   Clock::time_point t0;
   {
     mproc::mpi::Pool pool;
-    for (int i = 0; i < 40; ++i) rs.push_back(pool.apply_async(sleep_ms, 50));
-    std::this_thread::sleep_for(30ms);
+    for (int i = 0; i < 40; ++i) rs.push_back(pool.apply_async(hold_until, gate));
     t0 = Clock::now();
     pool.terminate();
   }
@@ -257,7 +284,7 @@ TEST_F(Mpi, TerminateFailsUnfinishedWorkAtOnce) {
     }
   }
   EXPECT_GE(failed, 30);
-  mproc::mpi::Pool next;  // waits for the ranks to finish what they held, then works
+  mproc::mpi::Pool next;  // the ranks killed the workers that held tasks, then serve this one
   EXPECT_EQ(next.apply(square, 5), 25);
 }
 
@@ -340,12 +367,24 @@ TEST_F(Mpi, CancelQueuedWork) {
 }
 
 TEST_F(Mpi, ShutdownCancelFuturesCancelsWhatNoRankStarted) {
-  mproc::mpi::Pool pool(1);
-  auto busy = pool.submit(sleep_ms, 300);
-  std::this_thread::sleep_for(100ms);  // on the rank by now: it runs to the end
+  const std::string started = mark_path("shutdown_started"), gate = mark_path("shutdown_gate");
+  ::unlink(started.c_str());
+  ::unlink(gate.c_str());
+  mproc::mpi::Pool pool(1, 1);  // one worker: while `busy` holds it, the queue cannot drain
+  auto busy = pool.submit(mark_then_hold, started, gate);
+  ASSERT_TRUE(wait_mark(started, 10s)) << "the busy task never started";  // it runs to the end
   std::vector<mproc::AsyncResult<int>> queued;
   for (int i = 0; i < 200; ++i) queued.push_back(pool.submit(square, i));
+  // `busy` ends once shutdown has cancelled the queue (its last task never left rank 0).
+  std::thread opener([&] {
+    const auto end = Clock::now() + 10s;
+    while (!queued.back().cancelled() && Clock::now() < end) std::this_thread::sleep_for(1ms);
+    make_mark(gate);
+  });
   pool.shutdown(/*wait=*/true, /*cancel_futures=*/true);
+  opener.join();
+  ::unlink(started.c_str());
+  ::unlink(gate.c_str());
   EXPECT_NO_THROW(busy.get(5s));
   int cancelled = 0;
   for (std::size_t i = 0; i < queued.size(); ++i) {
@@ -430,22 +469,6 @@ int never_ends(int) {
   for (;;) std::this_thread::sleep_for(1s);
 }
 
-// Files shared by rank 0's test and the ranks' workers (one host under ctest): a task marks
-// that it started, or waits for a mark, so no assertion depends on how long anything took.
-std::string mark_path(const std::string& name) {
-  return "/tmp/mproc_mpi_test_" + std::to_string(::getpid()) + "_" + name;
-}
-void make_mark(const std::string& path) {
-  std::ofstream(path) << 'x';
-}
-bool wait_mark(const std::string& path, std::chrono::milliseconds limit) {
-  const auto end = Clock::now() + limit;
-  while (::access(path.c_str(), F_OK) != 0) {
-    if (Clock::now() > end) return false;
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
 // Marks `me`, then waits for `other`: both return true only if they ran at the same time.
 bool meet(std::string me, std::string other) {
   make_mark(me);

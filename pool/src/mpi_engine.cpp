@@ -502,11 +502,8 @@ class MpiEngine final : public PoolEngine {
   // keep their buffers alive until they complete.
   void hand_over() {
     const auto keep = [this](MPI_Request request, Bytes buffer) {
-      s_.leftovers.push_back([request, buffer = std::move(buffer)]() mutable {
-        int done = 0;
-        MPI_Test(&request, &done, MPI_STATUS_IGNORE);
-        return done != 0;
-      });
+      s_.leftovers.push_back(
+          [request, buffer = std::move(buffer)]() mutable { return test(request); });
     };
     for (auto& slot : slots_) {
       if (!slot.opened) continue;
