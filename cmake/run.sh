@@ -52,7 +52,8 @@ run_tests() {  # run_tests DIR LABEL [ctest args...]
 TSAN_RUN_OPTIONS="halt_on_error=1:suppressions=$ROOT/cmake/tsan.supp"
 # The suites CI runs under ThreadSanitizer: the ones whose threads and processes interleave
 # most. Tests are labelled with their binary (tests/CMakeLists.txt).
-TSAN_CI_SUITES=(pool_test pool_supervision_test pool_api_test start_method_test futures_test)
+TSAN_CI_SUITES=(pool_test pool_supervision_test pool_api_test start_method_test futures_test
+                pool_direct_test)
 
 tsan_configure() {
   cmake -S "$ROOT" -B "$ROOT/build/tsan" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMPROC_WITH_MPI=ON \

@@ -4,6 +4,7 @@
 
 #include <signal.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <future>
 
@@ -21,8 +22,13 @@ Coordinator::Impl::Impl(const PoolOptions& o)
       nproc_(o.processes ? o.processes : cpu_count()),
       method_(o.start_method.value_or(get_start_method())),
       name_prefix_(worker_name_prefix(method_)),
-      runner_(std::make_shared<CallbackRunner>()) {
+      runner_(std::make_shared<CallbackRunner>()),
+      cpus_(static_cast<int>(cpu_count())) {
   require_start_method(method_);
+  if (lanes_wanted(opts_)) {
+    nlanes_ = static_cast<unsigned>(nproc_);
+    lanes_ = std::make_unique<DirectLane[]>(nlanes_);
+  }
   // Below this even an error reply may not fit.
   opts_.max_frame_bytes = std::max<std::size_t>(opts_.max_frame_bytes, 4096);
   std::promise<void> started;
@@ -68,6 +74,9 @@ Coordinator::Impl::Impl(const PoolOptions& o)
 Coordinator::Impl::~Impl() {
   terminate();
   runner_->drain();
+  for (unsigned i = 0; i < nlanes_; ++i) {
+    if (lanes_[i].fd >= 0) ::close(lanes_[i].fd);
+  }
 }
 
 // ---- the callers' side ----------------------------------------------------------------------
@@ -182,6 +191,7 @@ void Coordinator::Impl::io_fault(const char* what, int faults) noexcept {
 }
 
 void Coordinator::Impl::fail_everything(std::exception_ptr e) {
+  drop_all_lanes(e);
   counts_.failed_by(TaskFailure::kAborted, state_.fail_queued(inbox_, pending_, e));
   std::deque<std::unique_ptr<Task>> held;
   for (auto& w : workers_) w->link.take_all(held);
@@ -210,6 +220,7 @@ void Coordinator::Impl::begin_shutdown(bool terminate) {
       for (auto& w : workers_) kill_worker(w, SIGKILL);
     });
   } else {
+    drop_all_lanes(std::make_exception_ptr(PoolStateError("the pool has shut down")));
     // Closing our end is the worker's signal to exit.
     for (auto& w : workers_) ::shutdown(w->link.fd(), SHUT_WR);
     kill_timer_ = std::make_unique<asio::steady_timer>(io_, kExitReportWait);
@@ -309,6 +320,10 @@ pid_t Coordinator::zygote_pid() const noexcept {
 PoolStats Coordinator::stats() const {
   check_owner();
   return impl_->stats();
+}
+bool Coordinator::run_now(Task& t) {
+  check_owner();
+  return impl_->run_now(t);
 }
 
 std::shared_ptr<PoolEngine> make_process_engine(const PoolOptions& options) {

@@ -21,6 +21,7 @@
 
 #include "coordinator.hpp"
 #include "mproc/pool/detail/death_accounting.hpp"
+#include "mproc/pool/detail/direct_lane.hpp"
 #include "mproc/pool/detail/dispatch_policy.hpp"
 #include "mproc/pool/detail/engine_state.hpp"
 #include "mproc/pool/detail/pool_counters.hpp"
@@ -70,6 +71,14 @@ struct Worker {
   std::unique_ptr<asio::steady_timer> head_timer;
   std::unique_ptr<asio::steady_timer> kill_timer;
   std::unique_ptr<asio::steady_timer> exit_timer;
+  // Direct calls (direct_lane.hpp): its lane while it has one, and the calls it answered
+  // through lanes it no longer has.
+  DirectLane* lane = nullptr;
+  std::uint64_t direct_done = 0;
+  // Every call it answered, queued or direct (stats(), on_worker_exit).
+  std::uint64_t tasks_done() const noexcept {
+    return received + direct_done + (lane ? lane->calls.load(std::memory_order_relaxed) : 0);
+  }
   // Statistics and hooks.
   bool started = false;  // its start was counted and announced (so its exit will be)
   std::chrono::steady_clock::time_point head_since{};  // when its current head task started
@@ -102,6 +111,8 @@ class Coordinator::Impl {
   }
   pid_t zygote_pid() const noexcept { return zygote_pid_.load(); }
   PoolStats stats();
+  // Runs `t` on an idle worker without the queue and blocks until it completes (PoolEngine).
+  bool run_now(Task& t);
 
  private:
   // ---- coordinator.cpp: the I/O thread and shutdown
@@ -146,8 +157,26 @@ class Coordinator::Impl {
   EngineSnapshot snapshot() const;
   void serve_stats();
 
+  // ---- coordinator_direct.cpp: direct calls (the caller's side, then the I/O thread's)
+  DirectLane* claim_lane() noexcept;
+  bool should_poll() noexcept;
+  void release_lane(DirectLane& lane) noexcept;
+  std::uint32_t await_mail(DirectMailbox& box, bool spin) noexcept;
+  void tally_direct(const Task& t, bool ok) noexcept;
+  static bool lanes_wanted(const PoolOptions& o) noexcept;
+  void reclaim_lanes();
+  void lend_idle_workers();
+  bool bind_lane(Worker& w);
+  // Ends `w`'s lane; a lent call fails with `lost` (null: it is queued instead). Returns
+  // whether that call was still waiting.
+  bool drop_lane(Worker& w, std::exception_ptr lost);
+  void drop_all_lanes(const std::exception_ptr& e);
+  void settle_lent_call(Worker& w);
+  bool deliver_direct_reply(Worker& w, const WorkerLink::Frame& f);
+
   // ---- coordinator_tasks.cpp: dispatch, replies, time limits, cancellation
   void dispatch();
+  void dispatch_tasks();
   void flush(const WorkerPtr& w);
   void start_read(const WorkerPtr& w);
   void on_readable(const WorkerPtr& w);
@@ -209,6 +238,23 @@ class Coordinator::Impl {
   PoolCounters counts_;
 
   StatsExchange stats_;  // callers' stats() requests, answered on the I/O thread
+
+  // Direct calls: one lane per process (none when lanes_wanted() says no).
+  std::unique_ptr<DirectLane[]> lanes_;
+  unsigned nlanes_ = 0;
+  int cpus_ = 1;
+  std::atomic<unsigned> lane_hint_{0};
+  std::atomic<int> lent_{0};     // lanes callers hold
+  std::atomic<int> io_busy_{0};  // workers holding queued tasks (the I/O thread's count)
+  std::atomic<std::int64_t> load_sampled_{0};  // when the machine's load was last read
+  std::atomic<bool> polling_{false};           // its verdict: direct calls poll
+  struct DirectTally {                         // what direct calls add to stats()
+    mutable std::mutex mu;
+    std::uint64_t completed = 0;
+    std::uint64_t exceptions = 0;
+    std::uint64_t lost = 0;  // failed with WorkerLostError or at the pool's stop
+    RunTimeWindow run_times;
+  } tally_;
 };
 
 }  // namespace mproc::detail

@@ -49,7 +49,7 @@ void Coordinator::Impl::worker_ended(Worker& w, const WorkerEnd* end) {
   e.pid = w.pid;
   e.index = w.serial;
   e.name = w.name;
-  e.tasks_done = w.received;
+  e.tasks_done = w.tasks_done();
   if (end) {
     e.cause = exit_cause(*end);
     e.exit_code = exit_code(end->status);
@@ -88,13 +88,25 @@ EngineSnapshot Coordinator::Impl::snapshot() const {
     row.pid = w->pid;
     row.index = w->serial;
     row.name = w->name;
-    row.tasks_done = w->received;
+    row.tasks_done = w->tasks_done();
     if (running && w->timed_head == w->link.held().front()->id) {
       row.current_task_age = now - w->head_since;
     }
     st.workers.push_back(std::move(row));
   }
   s.run_times = counts_.run_times.samples();
+  {
+    std::lock_guard lock(tally_.mu);
+    st.tasks.completed += tally_.completed;
+    st.tasks.failed.exception += tally_.exceptions;
+    st.tasks.direct = tally_.completed + tally_.exceptions + tally_.lost;
+    const auto direct = tally_.run_times.samples();
+    s.run_times.insert(s.run_times.end(), direct.begin(), direct.end());
+  }
+  for (unsigned i = 0; i < nlanes_; ++i) {  // a call in a lent worker is running
+    const DirectLane& l = lanes_[i];
+    if (lane_lent(l) && l.box && mail_pending(mail_word(*l.box).load())) ++st.tasks.running;
+  }
   return s;
 }
 

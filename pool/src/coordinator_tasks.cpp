@@ -39,6 +39,12 @@ void Coordinator::Impl::cancel_queued() {
 // ---- dispatch -------------------------------------------------------------------------------
 
 void Coordinator::Impl::dispatch() {
+  dispatch_tasks();
+  // What is idle now may take a blocking call directly (coordinator_direct.cpp).
+  lend_idle_workers();
+}
+
+void Coordinator::Impl::dispatch_tasks() {
   {
     std::lock_guard lock(state_.mu);
     wake_pending_ = false;
@@ -50,9 +56,11 @@ void Coordinator::Impl::dispatch() {
     return;
   }
   if (pending_.empty() || shutting_down_) return;
+  reclaim_lanes();  // a worker lent to a caller takes queued tasks once it is given back
   const std::size_t maxtasks = opts_.maxtasksperchild;
   auto capacity_of = [&](const Worker& w) {
-    const bool accepts = w.life.takes_tasks() && !w.fault && !w.timed_out && !w.cancelled_head;
+    const bool accepts = w.life.takes_tasks() && !w.fault && !w.timed_out && !w.cancelled_head &&
+                         !(w.lane && lane_lent(*w.lane));
     return capacity({accepts, w.average_ns, w.link.held_count(), w.assigned}, pool_average_ns_,
                     maxtasks);
   };
@@ -89,7 +97,7 @@ void Coordinator::Impl::dispatch() {
   if (!retired && !touched.empty()) return;
   const std::size_t before = workers_.size();
   replenish();  // a failed start is retried by the respawn timer
-  if (workers_.size() != before && !pending_.empty()) dispatch();  // the successors have room
+  if (workers_.size() != before && !pending_.empty()) dispatch_tasks();  // successors have room
 }
 
 // ---- writing and reading --------------------------------------------------------------------
@@ -176,6 +184,7 @@ std::size_t Coordinator::Impl::parse_frames(const WorkerPtr& w) {
       }
       continue;
     }
+    if (deliver_direct_reply(*w, *f)) continue;  // too large for its caller's mailbox
     const auto& held = w->link.held();
     if (!w->link.head_sent() || held.empty() || held.front()->id != h.task_id) {
       protocol_fault(w, std::make_exception_ptr(SerializationError(

@@ -162,6 +162,7 @@ void Coordinator::Impl::on_zygote_report(Zygote::Report r) {
       get_logger()->debug("started {} (pid {})", w->name, w->pid);
       worker_started(*w);
       publish_pids();
+      lend_idle_workers();
     }
   } else if (r.kind == K::kSpawnFailed) {
     // Noted before finalize(), whose replenish() then waits for the retry timer.
@@ -285,6 +286,7 @@ void Coordinator::Impl::finalize(const WorkerPtr& w) {
     initializer_failed(std::make_exception_ptr(WorkerLostError(
         init_death_message(who), w->pid, exit_code(w->status), exit_signal(w->status))));
   }
+  settle_lent_call(*w);
   if (w->link.held_count() != 0) {
     settle_held_tasks(*w);
   } else if (idle_death_is_abnormal(w->status, shutting_down_)) {

@@ -88,7 +88,7 @@ std::ostream& operator<<(std::ostream& os, const PoolStats& s) {
   os << "tasks: " << t.queued << " queued, " << t.running << " running, " << t.completed
      << " completed, " << f.total() << " failed (exception " << f.exception << ", worker lost "
      << f.worker_lost << ", timeout " << f.timeout << ", cancelled " << f.cancelled << ", aborted "
-     << f.aborted << ")\n";
+     << f.aborted << "); " << t.direct << " taken directly by an idle worker\n";
   const auto& w = s.worker_counts;
   os << "workers: " << w.started << " started, " << w.exited() << " exited";
   if (w.exited() != 0) {

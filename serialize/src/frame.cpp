@@ -11,7 +11,7 @@ std::optional<FrameHeader> parse_frame_header(std::span<const char> bytes,
   if (h.version != kFrameVersion) {
     throw SerializationError("corrupt frame: unsupported version " + std::to_string(h.version));
   }
-  if (h.kind < FrameKind::kTask || h.kind > FrameKind::kRetiring) {
+  if (h.kind < FrameKind::kTask || h.kind > FrameKind::kTaskDirect) {
     throw SerializationError("corrupt frame: unknown kind " +
                              std::to_string(static_cast<int>(h.kind)));
   }

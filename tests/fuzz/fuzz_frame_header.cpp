@@ -21,7 +21,7 @@ namespace {
 void check_header(const d::FrameHeader& h, std::size_t cap) {
   if (h.magic != d::kFrameMagic) fail("accepted a bad magic");
   if (h.version != d::kFrameVersion) fail("accepted a bad version");
-  if (h.kind < d::FrameKind::kTask || h.kind > d::FrameKind::kRetiring) {
+  if (h.kind < d::FrameKind::kTask || h.kind > d::FrameKind::kTaskDirect) {
     fail("accepted an unknown kind", std::to_string(static_cast<int>(h.kind)));
   }
   if (h.length > cap) fail("accepted a frame above the cap");

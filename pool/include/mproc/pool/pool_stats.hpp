@@ -64,6 +64,9 @@ struct PoolStats {
     std::uint64_t running = 0;    // started on a worker, no result yet
     std::uint64_t completed = 0;  // finished with a value
     Failures failed;
+    // Of the finished ones (completed or failed), the blocking apply() calls that an idle worker
+    // took straight from their caller, past the queue and the pool's I/O thread.
+    std::uint64_t direct = 0;
   };
   // Worker processes over the pool's life. A retried task (PoolOptions::max_retries) counts once,
   // when it completes or fails for good.

@@ -81,6 +81,15 @@ class PoolEngine : public TaskCanceller {
     submit(tasks);
   }
 
+  // A blocking call's fast path: runs `task` on a worker that is idle now, bypassing the queue
+  // and the engine's I/O thread, and blocks until its on_ok / on_error has been called (on this
+  // thread). False, with nothing done, when no worker is idle or the engine has no such path:
+  // submit the task instead. Throws PoolStateError as submit() does.
+  virtual bool run_now(Task& task) {
+    (void)task;
+    return false;
+  }
+
   // cancel(task_ids) (TaskCanceller): the tasks' outcomes become CancelledError (queued ones
   // never run).
   // shutdown(cancel_futures=true): every task not yet started on a worker completes with

@@ -59,10 +59,19 @@ class PoolApi {
  public:
   // ---- apply ----------------------------------------------------------------------------------
 
-  // Runs f(args...) in a worker and returns its result (Python: pool.apply(f, args)).
+  // Runs f(args...) in a worker and returns its result (Python: pool.apply(f, args)). A
+  // process pool gives the call straight to an idle worker when it has one (the engine's
+  // run_now): the result is the same as through the queue.
   template <class F, class... Args>
   auto apply(F f, Args&&... args) {
-    auto r = apply_async(f, std::forward<Args>(args)...);
+    auto r = [&] {
+      if constexpr (requires { Derived::kRunsNow; } && !last_is_callbacks<Args...>()) {
+        return self().template apply_async_impl<true>(
+            f, Callbacks<std::nullptr_t, std::nullptr_t>{}, std::forward<Args>(args)...);
+      } else {
+        return apply_async(f, std::forward<Args>(args)...);
+      }
+    }();
     r.wait();
     if constexpr (std::is_void_v<decltype(r.get())>) {
       r.get();

@@ -6,7 +6,8 @@
 //   3       1     kind (FrameKind)
 //   4       4     payload length in bytes (little endian, host order: both ends run one binary)
 //   8       8     task id
-//   16      8     aux: for results, the worker's execution time in ns; otherwise 0
+//   16      8     aux: for results, the worker's execution time in ns; for kTaskDirect, how
+//                 long (ns) the worker polls its socket for the caller's next call; else 0
 //   24      ...   payload
 //
 // A reader checks magic, version, kind and the length against its cap from the 24 header bytes
@@ -34,12 +35,14 @@ inline constexpr std::size_t kFrameHeaderSize = 24;
 inline constexpr std::size_t kDefaultMaxFrameBytes = std::size_t{1} << 30;
 
 enum class FrameKind : std::uint8_t {
-  kTask = 1,       // coordinator -> worker: run a chunk of calls
-  kInit = 2,       // coordinator -> worker: run the initializer (first frame a worker gets)
-  kResultOk = 3,   // worker -> coordinator: the chunk's results
-  kResultErr = 4,  // worker -> coordinator: the chunk threw (payload: exception_wire.hpp)
-  kCancel = 5,     // coordinator -> worker: skip task `task_id` if it has not started
-  kRetiring = 6,   // worker -> coordinator: over its memory cap; it exits after this frame
+  kTask = 1,        // coordinator -> worker: run a chunk of calls
+  kInit = 2,        // coordinator -> worker: run the initializer (first frame a worker gets)
+  kResultOk = 3,    // worker -> coordinator: the chunk's results
+  kResultErr = 4,   // worker -> coordinator: the chunk threw (payload: exception_wire.hpp)
+  kCancel = 5,      // coordinator -> worker: skip task `task_id` if it has not started
+  kRetiring = 6,    // worker -> coordinator: over its memory cap; it exits after this frame
+  kTaskDirect = 7,  // caller -> idle worker: a kTask whose reply goes to the worker's mailbox
+                    // (direct_mailbox.hpp), or as a result frame when it does not fit
 };
 
 struct FrameHeader {

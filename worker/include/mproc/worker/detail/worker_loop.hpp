@@ -16,6 +16,7 @@
 #include <string>
 
 #include "mproc/serialize/detail/frame.hpp"
+#include "mproc/worker/detail/direct_mailbox.hpp"
 
 namespace mproc::detail {
 
@@ -25,12 +26,17 @@ namespace mproc::detail {
 // twice and none that never started is failed. Lives in memory shared with the coordinator.
 // `stop_task` goes the other way: the coordinator writes there the id of the task whose soft
 // time limit passed, and mproc::this_task::stop_requested() reads it (task_stop.hpp).
+// `mailbox` carries the replies to calls made to the worker directly (direct_mailbox.hpp); the
+// counters do not count those calls (the coordinator's accounting of a dead worker's queue
+// compares them with the results it read).
 struct WorkerTaskCounters {
   std::atomic<std::uint64_t> started{0};
   std::atomic<std::uint64_t> finished{0};
   std::atomic<std::uint64_t> stop_task{0};
   char pad[64 - 3 * sizeof(std::atomic<std::uint64_t>)];
+  DirectMailbox mailbox;
 };
+static_assert(offsetof(WorkerTaskCounters, mailbox) == 64, "counters on their own cache line");
 
 struct WorkerConfig {
   WorkerTaskCounters* progress = nullptr;  // this worker's slot (may be null: no bookkeeping)
