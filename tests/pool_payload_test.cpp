@@ -19,6 +19,7 @@
 #include "die_by_signal.hpp"
 #include "mproc/runtime/detail/fd.hpp"
 #include "mproc/worker/detail/payload_channel.hpp"
+#include "start_methods.hpp"
 #include "test_support.hpp"
 
 using namespace std::chrono_literals;
@@ -74,30 +75,19 @@ int shared_mappings() {
   return n;
 }
 
-class Payloads : public mproc_test::LeakCheckWithParam<mproc::StartMethod> {
+class Payloads
+    : public mproc_test::WithStartMethod<mproc_test::LeakCheckWithParam<mproc::StartMethod>> {
  protected:
-  mproc::PoolOptions options(std::size_t n) const {
-    mproc::PoolOptions o;
-    o.processes = n;
-    o.start_method = GetParam();
-    return o;
-  }
   void TearDown() override {
     EXPECT_EQ(shared_mappings(), 0) << "a pool's shared payload buffers are still mapped";
     mproc_test::LeakCheckWithParam<mproc::StartMethod>::TearDown();
   }
 };
 
-std::string method_name(const testing::TestParamInfo<mproc::StartMethod>& info) {
-  return std::string(mproc::to_string(info.param));
-}
-
 }  // namespace
 
-INSTANTIATE_TEST_SUITE_P(All, Payloads,
-                         testing::Values(mproc::StartMethod::kFork, mproc::StartMethod::kForkserver,
-                                         mproc::StartMethod::kSpawn),
-                         method_name);
+INSTANTIATE_TEST_SUITE_P(All, Payloads, mproc_test::all_start_methods(),
+                         mproc_test::start_method_name);
 
 // Every size from a little under the threshold to a little over it, so that the task's frame
 // and, apart from it, the result's frame each pass through threshold - 1, threshold and
@@ -171,6 +161,19 @@ TEST_P(Payloads, MaxFrameBytesStillRefusesWithATypedError) {
   EXPECT_THROW(pool.apply(echo, pattern(300 << 10, 2)), mproc::SerializationError);
   EXPECT_THROW(pool.apply(make, std::size_t{300} << 10, 3u), mproc::SerializationError);
   EXPECT_EQ(pool.apply(echo, fits), fits);  // and the pool goes on
+}
+
+TEST_P(Payloads, SharingCanBeTurnedOff) {
+  mproc::PoolOptions o = options(1);
+  o.shared_payload_min = 0;
+  mproc::Pool pool(o);
+  ASSERT_EQ(pool.apply(size_of, pattern(100, 1)), 100u);
+  const int before = shared_mappings();
+  for (unsigned i = 0; i < 4; ++i) {
+    const auto v = pattern((1 << 20) + i, i);
+    ASSERT_EQ(pool.apply(echo, v), v) << i;
+  }
+  EXPECT_EQ(shared_mappings(), before) << "a payload went through a shared buffer";
 }
 
 // ---- the channel itself, both sides in this process -----------------------------------------

@@ -35,10 +35,12 @@ Coordinator::Impl::Impl(const PoolOptions& o)
     try {
       // The progress slots live in a memfd: forked workers inherit the mapping, the fork
       // server's zygote and spawned workers map the descriptor.
-      progress_.emplace(static_cast<unsigned>(4 * nproc_ + 8), opts_.max_frame_bytes);
+      progress_.emplace(static_cast<unsigned>(4 * nproc_ + 8), opts_.max_frame_bytes,
+                        opts_.shared_payload_min);
       WorkerSpec spec;
       spec.maxtasks = opts_.maxtasksperchild;
       spec.max_frame_bytes = opts_.max_frame_bytes;
+      spec.shared_payload_min = opts_.shared_payload_min;
       spec.max_memory = opts_.max_memory_per_child;
       spec.max_address_space = opts_.max_address_space_per_child;
       spec.nslots = progress_->count();

@@ -8,8 +8,11 @@
 
 namespace mproc::detail {
 
-ProgressSlots::ProgressSlots(unsigned count, std::size_t max_frame_bytes)
-    : count_(count), buffer_bytes_(payload_buffer_bytes(max_frame_bytes)), payloads_(count) {
+ProgressSlots::ProgressSlots(unsigned count, std::size_t max_frame_bytes, std::size_t share_from)
+    : count_(count),
+      buffer_bytes_(payload_buffer_bytes(max_frame_bytes)),
+      share_from_(share_from),
+      payloads_(count) {
   const std::size_t bytes = count_ * sizeof(WorkerTaskCounters);
   fd_ = UniqueFd(::memfd_create("mproc-progress", MFD_CLOEXEC));
   if (!fd_ || ::ftruncate(fd_.get(), payload_area_offset(count_, count_, buffer_bytes_)) != 0) {
@@ -28,7 +31,7 @@ PayloadChannel* ProgressSlots::payloads(unsigned slot) noexcept {
     try {
       payloads_[slot] = std::make_unique<PayloadChannel>(
           fd_.get(), payload_area_offset(count_, slot, buffer_bytes_), buffer_bytes_,
-          PayloadChannel::Side::kCoordinator);
+          PayloadChannel::Side::kCoordinator, share_from_);
     } catch (const std::exception&) {
       return nullptr;
     }

@@ -24,8 +24,9 @@ class ProgressSlots {
   static constexpr unsigned kNoSlot = ~0u;
 
   // Maps `count` slots; sizes (sparse) a payload area per slot for frames of up to
-  // `max_frame_bytes`. Throws std::system_error.
-  ProgressSlots(unsigned count, std::size_t max_frame_bytes);
+  // `max_frame_bytes`, the coordinator sharing tasks of `share_from` bytes or more (0: none).
+  // Throws std::system_error.
+  ProgressSlots(unsigned count, std::size_t max_frame_bytes, std::size_t share_from);
   ProgressSlots(const ProgressSlots&) = delete;
   ProgressSlots& operator=(const ProgressSlots&) = delete;
   ~ProgressSlots();
@@ -79,6 +80,7 @@ class ProgressSlots {
   WorkerTaskCounters* slots_ = nullptr;
   std::vector<unsigned> free_;
   std::size_t buffer_bytes_;
+  std::size_t share_from_;
   std::vector<std::unique_ptr<PayloadChannel>> payloads_;
 };
 

@@ -50,8 +50,9 @@ off_t payload_area_offset(std::uint32_t nslots, std::uint32_t slot,
   return static_cast<off_t>(slots + slot * area_bytes(buffer_bytes));
 }
 
-PayloadChannel::PayloadChannel(int fd, off_t area, std::size_t buffer_bytes, Side side)
-    : fd_(fd), side_(side), buffer_bytes_(buffer_bytes) {
+PayloadChannel::PayloadChannel(int fd, off_t area, std::size_t buffer_bytes, Side side,
+                               std::size_t share_from)
+    : fd_(fd), side_(side), buffer_bytes_(buffer_bytes), share_from_(share_from) {
   void* p = ::mmap(nullptr, kPage, PROT_READ | PROT_WRITE, MAP_SHARED, fd, area);
   if (p == MAP_FAILED) {
     throw std::system_error(errno, std::generic_category(), "mmap payload flags");
@@ -79,7 +80,7 @@ bool PayloadChannel::share(std::span<const char> frame,
   const std::size_t length = frame.size() - kFrameHeaderSize;
   const bool kind_ok =
       side_ == Side::kCoordinator ? h.kind == FrameKind::kTask : h.kind == FrameKind::kResultOk;
-  if (!kind_ok || length < kSharedPayloadMin || length > buffer_bytes_) return false;
+  if (!kind_ok || share_from_ == 0 || length < share_from_ || length > buffer_bytes_) return false;
   const Range mine = written_by(side_);
   for (unsigned b = mine.first; b < mine.first + mine.count; ++b) {
     // Acquire: the receiver's reads of this buffer happened before it cleared the word.

@@ -46,7 +46,8 @@ struct SpawnedWorker {
   template <class A>
   void serialize(A& ar) {
     ar(fd, progress_fd, log_fd, slot, serial, zygote, spec.maxtasks, spec.max_frame_bytes,
-       spec.max_memory, spec.max_address_space, spec.nslots, spec.log_level);
+       spec.max_memory, spec.max_address_space, spec.shared_payload_min, spec.nslots,
+       spec.log_level);
   }
 };
 
@@ -77,7 +78,7 @@ WorkerTaskCounters* map_progress(int fd, std::uint32_t nslots) {
     const std::size_t bytes = payload_buffer_bytes(spec.max_frame_bytes);
     try {
       payloads.emplace(shared_fd, payload_area_offset(spec.nslots, slot, bytes), bytes,
-                       PayloadChannel::Side::kWorker);
+                       PayloadChannel::Side::kWorker, spec.shared_payload_min);
       c.payloads = &*payloads;
     } catch (const std::exception& e) {
       // A shared task then fails with a SerializationError; inline ones run as ever.

@@ -43,8 +43,9 @@ namespace mproc::detail {
 inline constexpr unsigned kToWorkerBuffers = 4;       // tasks in a worker's pipe at once
 inline constexpr unsigned kToCoordinatorBuffers = 2;  // results not yet decoded by the pool
 inline constexpr unsigned kPayloadBuffers = kToWorkerBuffers + kToCoordinatorBuffers;
-// Payloads from this size on go through shared memory (below it, one more copy of the frame
-// costs less than the busy-word handshake and a buffer of its own).
+// The default (PoolOptions::shared_payload_min): payloads from this size on go through shared
+// memory (below it, one more copy of the frame costs less than the busy-word handshake and a
+// buffer of its own; benchmarks/README.md has the measurement).
 inline constexpr std::size_t kSharedPayloadMin = std::size_t{64} << 10;
 // Payloads above this go inline: every buffer keeps the largest payload it carried, so this
 // bounds the memory a worker's area can hold (kPayloadBuffers times this).
@@ -77,9 +78,11 @@ class PayloadChannel {
  public:
   enum class Side { kCoordinator, kWorker };
 
-  // The area at `area` in `fd` (borrowed: it must outlive the channel). Throws
-  // std::system_error when its flags page cannot be mapped.
-  PayloadChannel(int fd, off_t area, std::size_t buffer_bytes, Side side);
+  // The area at `area` in `fd` (borrowed: it must outlive the channel); this side shares
+  // payloads of `share_from` bytes or more (0: none). Throws std::system_error when its flags
+  // page cannot be mapped.
+  PayloadChannel(int fd, off_t area, std::size_t buffer_bytes, Side side,
+                 std::size_t share_from = kSharedPayloadMin);
   PayloadChannel(const PayloadChannel&) = delete;
   PayloadChannel& operator=(const PayloadChannel&) = delete;
   ~PayloadChannel();
@@ -116,6 +119,7 @@ class PayloadChannel {
   int fd_;
   Side side_;
   std::size_t buffer_bytes_;
+  std::size_t share_from_;
   std::atomic<std::uint32_t>* flags_ = nullptr;  // kPayloadBuffers words, in the area's first page
   ShmWindow windows_[kPayloadBuffers];
 };
