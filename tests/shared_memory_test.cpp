@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "fork_children.hpp"
+#include "start_methods.hpp"
 
 using namespace std::chrono_literals;
 using mproc_test::Children;
@@ -324,19 +325,8 @@ int bump_init_value() {
   return ++g_init_value->get_obj();
 }
 
-class SharedMemoryPool : public ::testing::TestWithParam<mproc::StartMethod> {
- protected:
-  mproc::PoolOptions options(std::size_t n) const {
-    mproc::PoolOptions o;
-    o.processes = n;
-    o.start_method = GetParam();
-    return o;
-  }
-};
-
-std::string method_name(const ::testing::TestParamInfo<mproc::StartMethod>& i) {
-  return std::string(mproc::to_string(i.param));
-}
+class SharedMemoryPool
+    : public mproc_test::WithStartMethod<::testing::TestWithParam<mproc::StartMethod>> {};
 
 }  // namespace
 
@@ -379,8 +369,5 @@ TEST_P(SharedMemoryPool, ValueAsAnInitializerArgument) {
   EXPECT_EQ(v.get(), 20);
 }
 
-INSTANTIATE_TEST_SUITE_P(StartMethods, SharedMemoryPool,
-                         ::testing::Values(mproc::StartMethod::kFork,
-                                           mproc::StartMethod::kForkserver,
-                                           mproc::StartMethod::kSpawn),
-                         method_name);
+INSTANTIATE_TEST_SUITE_P(StartMethods, SharedMemoryPool, mproc_test::all_start_methods(),
+                         mproc_test::start_method_name);

@@ -17,6 +17,8 @@
 #include <thread>
 #include <vector>
 
+#include "start_methods.hpp"
+
 using namespace std::chrono_literals;
 
 namespace {
@@ -70,16 +72,10 @@ class StartMethods : public testing::TestWithParam<mproc::StartMethod> {
   }
 };
 
-std::string method_name(const testing::TestParamInfo<mproc::StartMethod>& info) {
-  return std::string(mproc::to_string(info.param));
-}
-
 }  // namespace
 
-INSTANTIATE_TEST_SUITE_P(All, StartMethods,
-                         testing::Values(mproc::StartMethod::kFork, mproc::StartMethod::kForkserver,
-                                         mproc::StartMethod::kSpawn),
-                         method_name);
+INSTANTIATE_TEST_SUITE_P(All, StartMethods, mproc_test::all_start_methods(),
+                         mproc_test::start_method_name);
 
 TEST_P(StartMethods, WorkersAreNamedAsInPython) {
   auto pool = make(2);

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "fork_children.hpp"
+#include "start_methods.hpp"
 
 using namespace std::chrono_literals;
 using mproc_test::Children;
@@ -578,19 +579,8 @@ int barrier_index(mproc::Barrier b) {
   return static_cast<int>(b.wait(std::chrono::seconds(0)));
 }
 
-class SyncPool : public ::testing::TestWithParam<mproc::StartMethod> {
- protected:
-  mproc::PoolOptions options(std::size_t n) const {
-    mproc::PoolOptions o;
-    o.processes = n;
-    o.start_method = GetParam();
-    return o;
-  }
+class SyncPool : public mproc_test::WithStartMethod<::testing::TestWithParam<mproc::StartMethod>> {
 };
-
-std::string method_name(const ::testing::TestParamInfo<mproc::StartMethod>& i) {
-  return std::string(mproc::to_string(i.param));
-}
 
 }  // namespace
 
@@ -641,8 +631,5 @@ TEST_P(SyncPool, BarrierAndItsStateCrossTheWire) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(StartMethods, SyncPool,
-                         ::testing::Values(mproc::StartMethod::kFork,
-                                           mproc::StartMethod::kForkserver,
-                                           mproc::StartMethod::kSpawn),
-                         method_name);
+INSTANTIATE_TEST_SUITE_P(StartMethods, SyncPool, mproc_test::all_start_methods(),
+                         mproc_test::start_method_name);

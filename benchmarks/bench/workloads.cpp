@@ -249,9 +249,14 @@ int calibrate_cpu_work(double target_us) {
 constexpr std::size_t kPayloadBytes = std::size_t{1} << 20;
 
 // `in_flight` 1: sequential apply, as the socketpair floor. More: a window of apply_async.
-Result pool_echo_gbps(std::size_t n, std::size_t workers, std::size_t in_flight,
+// `shared`: through the workers' shared payload buffers (the default), or all through their
+// sockets (PoolOptions::shared_payload_min = 0), to show what the shared path buys.
+Result pool_echo_gbps(std::size_t n, std::size_t workers, std::size_t in_flight, bool shared,
                       std::string& error) {
-  mproc::Pool pool(workers);
+  mproc::PoolOptions o;
+  o.processes = workers;
+  if (!shared) o.shared_payload_min = 0;
+  mproc::Pool pool(o);
   warm_up(pool);
   const std::vector<char> payload(kPayloadBytes, 'p');
   for (int i = 0; i < 3; ++i) keep(pool.apply(bench_echo, payload));
@@ -523,20 +528,25 @@ std::vector<Workload> make_workloads(const Config& cfg, const std::vector<std::s
 
   if (wanted("payload")) {
     const Sizes n = pick({1000, 300}, {200, 100});
-    Workload w{"payload", "1 MiB std::vector<char> echoed", {}, {}};
+    Workload w{"payload", "1 MiB std::vector<char> echoed (shared-memory payloads)", {}, {}};
     const std::string u = "GB/s";
-    w.engines.push_back(engine("mproc", u, n.cpp,
-                               [n, k](std::string& e) { return pool_echo_gbps(n.cpp, k, 1, e); }));
+    w.engines.push_back(engine("mproc", u, n.cpp, [n, k](std::string& e) {
+      return pool_echo_gbps(n.cpp, k, 1, true, e);
+    }));
     w.engines.push_back(engine("mproc-pipelined", u, n.cpp, [n, k](std::string& e) {
-      return pool_echo_gbps(n.cpp, k, 2 * k, e);
+      return pool_echo_gbps(n.cpp, k, 2 * k, true, e);
+    }));
+    w.engines.push_back(engine("mproc-socket", u, n.cpp, [n, k](std::string& e) {
+      return pool_echo_gbps(n.cpp, k, 1, false, e);
     }));
     w.engines.push_back(engine("socketpair", u, n.cpp, [n](std::string&) -> Result {
       return socketpair_echo_gb_per_s(n.cpp, kPayloadBytes);
     }));
     add_python(w, cfg, "python", "payload", u, n.python);
     w.ratios = {
-        ratio("payload", "mproc / socketpair", "mproc", "socketpair", 0.7),
+        ratio("payload", "mproc / socketpair", "mproc", "socketpair", 1.5),
         ratio("payload", "mproc-pipelined / socketpair", "mproc-pipelined", "socketpair"),
+        ratio("payload", "mproc / mproc-socket", "mproc", "mproc-socket"),
         ratio("payload", "mproc / python", "mproc", "python"),
     };
     out.push_back(std::move(w));

@@ -1,5 +1,5 @@
 // Micro-benchmarks through real pools: an apply round trip, apply_async dispatch, map chunking,
-// stats().
+// stats(), a payload echo through shared memory or the socket.
 // The pools are created once in main (micro_main.cpp) after mproc::init.
 #include <benchmark/benchmark.h>
 
@@ -16,6 +16,10 @@
 
 int micro_trivial(int x) {
   return x + 1;
+}
+
+std::vector<char> micro_echo(std::vector<char> v) {
+  return v;
 }
 
 namespace {
@@ -35,6 +39,23 @@ void BM_ThreadPoolApplyRoundTrip(benchmark::State& state) {
   benchmark::DoNotOptimize(x);
 }
 BENCHMARK(BM_ThreadPoolApplyRoundTrip)->UseRealTime();
+
+// A payload of range(0) bytes echoed by one worker, through its shared payload buffers
+// (range(1) == 1: PoolOptions::shared_payload_min = 1) or its socket (0): where sharing starts
+// to pay is PoolOptions::shared_payload_min's default. Its own pool: the option is per pool.
+void BM_PoolEchoBytes(benchmark::State& state) {
+  mproc::PoolOptions o;
+  o.processes = 1;
+  o.shared_payload_min = state.range(1) != 0 ? 1 : 0;
+  mproc::Pool pool(o);
+  const std::vector<char> payload(static_cast<std::size_t>(state.range(0)), 'p');
+  for (int i = 0; i < 3; ++i) benchmark::DoNotOptimize(pool.apply(micro_echo, payload));
+  for (auto _ : state) benchmark::DoNotOptimize(pool.apply(micro_echo, payload));
+  state.SetBytesProcessed(state.iterations() * state.range(0));
+}
+BENCHMARK(BM_PoolEchoBytes)
+    ->ArgsProduct({{4 << 10, 16 << 10, 32 << 10, 64 << 10, 128 << 10, 256 << 10, 1 << 20}, {0, 1}})
+    ->UseRealTime();
 
 // `batch` apply_async submissions then every get, on the two-worker pool.
 void BM_PoolApplyAsyncDispatch(benchmark::State& state) {

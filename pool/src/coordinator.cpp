@@ -41,10 +41,12 @@ Coordinator::Impl::Impl(const PoolOptions& o)
     try {
       // The progress slots live in a memfd: forked workers inherit the mapping, the fork
       // server's zygote and spawned workers map the descriptor.
-      progress_.emplace(static_cast<unsigned>(4 * nproc_ + 8));
+      progress_.emplace(static_cast<unsigned>(4 * nproc_ + 8), opts_.max_frame_bytes,
+                        opts_.shared_payload_min);
       WorkerSpec spec;
       spec.maxtasks = opts_.maxtasksperchild;
       spec.max_frame_bytes = opts_.max_frame_bytes;
+      spec.shared_payload_min = opts_.shared_payload_min;
       spec.max_memory = opts_.max_memory_per_child;
       spec.max_address_space = opts_.max_address_space_per_child;
       spec.nslots = progress_->count();
@@ -54,9 +56,7 @@ Coordinator::Impl::Impl(const PoolOptions& o)
       control_ = std::make_unique<asio::posix::stream_descriptor>(io_, zygote_.control_fd());
       watch_zygote();
       for (std::size_t i = 0; i < nproc_; ++i) start_worker();
-      progress_->close_fd();
     } catch (...) {
-      if (progress_) progress_->close_fd();
       started.set_exception(std::current_exception());
       return;
     }

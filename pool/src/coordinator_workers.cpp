@@ -36,6 +36,7 @@ void Coordinator::Impl::start_worker() {
     w->init_acked = false;
   }
   w->slot = progress_->acquire();
+  w->link.set_payloads(progress_->payloads(w->slot));
   try {
     zygote_.request_spawn(theirs.get(), static_cast<unsigned>(serial), w->slot);
   } catch (const std::exception& e) {

@@ -8,10 +8,14 @@
 
 namespace mproc::detail {
 
-ProgressSlots::ProgressSlots(unsigned count) : count_(count) {
+ProgressSlots::ProgressSlots(unsigned count, std::size_t max_frame_bytes, std::size_t share_from)
+    : count_(count),
+      buffer_bytes_(payload_buffer_bytes(max_frame_bytes)),
+      share_from_(share_from),
+      payloads_(count) {
   const std::size_t bytes = count_ * sizeof(WorkerTaskCounters);
   fd_ = UniqueFd(::memfd_create("mproc-progress", MFD_CLOEXEC));
-  if (!fd_ || ::ftruncate(fd_.get(), static_cast<off_t>(bytes)) != 0) {
+  if (!fd_ || ::ftruncate(fd_.get(), payload_area_offset(count_, count_, buffer_bytes_)) != 0) {
     throw std::system_error(errno, std::generic_category(), "memfd for worker progress");
   }
   void* region = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd_.get(), 0);
@@ -21,7 +25,22 @@ ProgressSlots::ProgressSlots(unsigned count) : count_(count) {
   for (unsigned i = 0; i < count_; ++i) free_.push_back(count_ - 1 - i);
 }
 
+PayloadChannel* ProgressSlots::payloads(unsigned slot) noexcept {
+  if (slot >= count_) return nullptr;
+  if (!payloads_[slot]) {
+    try {
+      payloads_[slot] = std::make_unique<PayloadChannel>(
+          fd_.get(), payload_area_offset(count_, slot, buffer_bytes_), buffer_bytes_,
+          PayloadChannel::Side::kCoordinator, share_from_);
+    } catch (const std::exception&) {
+      return nullptr;
+    }
+  }
+  return payloads_[slot].get();
+}
+
 ProgressSlots::~ProgressSlots() {
+  payloads_.clear();  // their mappings go before the descriptor they were made from
   if (slots_) ::munmap(slots_, count_ * sizeof(WorkerTaskCounters));
 }
 

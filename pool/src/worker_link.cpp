@@ -18,15 +18,15 @@ WorkerLink::Write WorkerLink::write_some() {
     if (preamble_off_ < preamble_.size()) {
       iov[n++] = {preamble_.data() + preamble_off_, preamble_.size() - preamble_off_};
     } else if (write_off_ > 0) {  // finish a partly written frame before any control frame
-      Bytes& f = held_[write_idx_]->frame;
-      iov[n++] = {f.data() + write_off_, f.size() - write_off_};
+      const std::span<const char> f = wire_bytes(write_idx_);
+      iov[n++] = {const_cast<char*>(f.data()) + write_off_, f.size() - write_off_};
     } else {
       if (ctrl_off_ < ctrl_.size()) {
         iov[n++] = {ctrl_.data() + ctrl_off_, ctrl_.size() - ctrl_off_};
       }
       for (std::size_t i = write_idx_; i < held_.size() && n < kMaxIov; ++i) {
-        Bytes& f = held_[i]->frame;
-        iov[n++] = {f.data(), f.size()};
+        const std::span<const char> f = wire_bytes(i);
+        iov[n++] = {const_cast<char*>(f.data()), f.size()};
       }
     }
     if (n == 0) return Write::kDone;
@@ -54,7 +54,7 @@ WorkerLink::Write WorkerLink::write_some() {
       }
     }
     while (left > 0) {
-      const std::size_t rest = held_[write_idx_]->frame.size() - write_off_;
+      const std::size_t rest = wire_bytes(write_idx_).size() - write_off_;
       if (left >= rest) {
         left -= rest;
         ++write_idx_;
@@ -68,10 +68,24 @@ WorkerLink::Write WorkerLink::write_some() {
 }
 
 WorkerLink::Fill WorkerLink::fill() {
+  release_opened();
   const ssize_t n = reader_.read_from(fd(), MSG_DONTWAIT);
   if (n > 0) return Fill::kData;
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Fill::kWouldBlock;
   return Fill::kEnded;  // EOF, or an error (ENOMEM growing the buffer): the worker is done
+}
+
+}  // namespace mproc::detail
+
+namespace mproc::detail {
+
+void WorkerLink::open_shared(Frame& f, std::size_t max_frame_bytes) {
+  if (!payloads_) throw SerializationError("corrupt frame from worker: shared payload unasked");
+  const PayloadChannel::Opened o = payloads_->open(f.payload, max_frame_bytes);
+  opened_ = o.buffer;
+  f.header.aux &= ~kSharedPayloadFlag;
+  f.header.length = static_cast<std::uint32_t>(o.payload.size());
+  f.payload = o.payload;
 }
 
 }  // namespace mproc::detail

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -25,6 +26,7 @@
 #include "mproc/runtime/detail/forkserver.hpp"
 #include "mproc/runtime/detail/shm_named.hpp"
 #include "mproc/serialize/detail/callable.hpp"
+#include "mproc/worker/detail/payload_channel.hpp"
 
 namespace mproc::detail {
 namespace {
@@ -44,7 +46,8 @@ struct SpawnedWorker {
   template <class A>
   void serialize(A& ar) {
     ar(fd, progress_fd, log_fd, slot, serial, zygote, spec.maxtasks, spec.max_frame_bytes,
-       spec.max_memory, spec.max_address_space, spec.nslots, spec.log_level);
+       spec.max_memory, spec.max_address_space, spec.shared_payload_min, spec.nslots,
+       spec.log_level);
   }
 };
 
@@ -55,17 +58,33 @@ WorkerTaskCounters* map_progress(int fd, std::uint32_t nslots) {
   return static_cast<WorkerTaskCounters*>(p);
 }
 
-[[noreturn]] void run_pool_worker(int fd, int log_fd, unsigned serial, unsigned slot,
+// `shared_fd`: the pool's shared memfd (progress slots, then payload areas), kept open so the
+// worker can grow its payload buffers' mappings; -1 when the worker runs without it.
+[[noreturn]] void run_pool_worker(int fd, int log_fd, int shared_fd, unsigned serial, unsigned slot,
                                   WorkerTaskCounters* base, const WorkerSpec& spec,
                                   StartMethod method) {
-  enter_worker_process(fd, worker_name_prefix(method) + std::to_string(serial), log_fd);
+  enter_worker_process(fd, worker_name_prefix(method) + std::to_string(serial), log_fd, shared_fd);
   get_logger()->set_level(static_cast<spdlog::level::level_enum>(spec.log_level));
+  const bool has_slot = base != nullptr && slot < spec.nslots;
   WorkerConfig c;
-  c.progress = base != nullptr && slot < spec.nslots ? &base[slot] : nullptr;
+  c.progress = has_slot ? &base[slot] : nullptr;
   c.maxtasks = spec.maxtasks;
   c.max_frame_bytes = spec.max_frame_bytes;
   c.max_memory = spec.max_memory;
   c.max_address_space = spec.max_address_space;
+  // Lives as long as the worker: run_worker never returns.
+  std::optional<PayloadChannel> payloads;
+  if (has_slot && shared_fd >= 0) {
+    const std::size_t bytes = payload_buffer_bytes(spec.max_frame_bytes);
+    try {
+      payloads.emplace(shared_fd, payload_area_offset(spec.nslots, slot, bytes), bytes,
+                       PayloadChannel::Side::kWorker, spec.shared_payload_min);
+      c.payloads = &*payloads;
+    } catch (const std::exception& e) {
+      // A shared task then fails with a SerializationError; inline ones run as ever.
+      get_logger()->warn("no shared payload buffers: {}", e.what());
+    }
+  }
   run_worker(fd, c);
 }
 
@@ -104,12 +123,13 @@ void forkserver_child(std::span<const char> data, std::span<const int> fds) {
   } catch (...) {
     ::_exit(2);
   }
-  ::close(fds[1]);
+  const int shared_fd = fds[1];  // kept: workers map their payload buffers from it
   warm_callable_tables();
-  const Zygote::WorkerMain main = [spec, base, log_fd](int fd, unsigned serial, unsigned slot) {
-    run_pool_worker(fd, log_fd, serial, slot, base, spec, StartMethod::kForkserver);
+  const Zygote::WorkerMain main = [spec, base, log_fd, shared_fd](int fd, unsigned serial,
+                                                                  unsigned slot) {
+    run_pool_worker(fd, log_fd, shared_fd, serial, slot, base, spec, StartMethod::kForkserver);
   };
-  const std::array<int, 1> keep{log_fd};
+  const std::array<int, 2> keep{log_fd, shared_fd};
   run_zygote(fds[0], ::getppid(), main, keep);
 }
 
@@ -123,14 +143,15 @@ void enter_if_spawned_worker() {
   if (w->log_fd >= 0) set_cloexec(w->log_fd, true);
   WorkerTaskCounters* base = nullptr;
   if (w->progress_fd >= 0) {
+    set_cloexec(w->progress_fd, true);
     try {
       base = map_progress(w->progress_fd, w->spec.nslots);
     } catch (...) {
       base = nullptr;
     }
-    ::close(w->progress_fd);
   }
-  run_pool_worker(w->fd, w->log_fd, w->serial, w->slot, base, w->spec, StartMethod::kSpawn);
+  run_pool_worker(w->fd, w->log_fd, w->progress_fd, w->serial, w->slot, base, w->spec,
+                  StartMethod::kSpawn);
 }
 
 std::string worker_name_prefix(StartMethod method) {
@@ -151,10 +172,11 @@ Zygote start_zygote(StartMethod method, const WorkerSpec& spec, int progress_fd,
   switch (method) {
     case StartMethod::kFork: {
       warm_callable_tables();  // before the zygote forks: it and every worker inherit it
-      const std::array<int, 1> keep{log_fd};
+      const std::array<int, 2> keep{log_fd, progress_fd};
       return Zygote(
-          [spec, progress, log_fd](int fd, unsigned serial, unsigned slot) {
-            run_pool_worker(fd, log_fd, serial, slot, progress, spec, StartMethod::kFork);
+          [spec, progress, log_fd, progress_fd](int fd, unsigned serial, unsigned slot) {
+            run_pool_worker(fd, log_fd, progress_fd, serial, slot, progress, spec,
+                            StartMethod::kFork);
           },
           keep);
     }

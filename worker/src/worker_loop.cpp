@@ -20,6 +20,7 @@
 #include "mproc/serialize/detail/exception_wire.hpp"
 #include "mproc/serialize/detail/frame.hpp"
 #include "mproc/serialize/detail/frame_reader.hpp"
+#include "mproc/worker/detail/payload_channel.hpp"
 #include "mproc/worker/detail/task_stop.hpp"
 #include "mproc/worker/detail/throw_capture.hpp"
 
@@ -66,13 +67,18 @@ void flush(int fd, Bytes& out) {
 }  // namespace
 
 void run_frame(const FrameHeader& h, std::span<const char> payload, Bytes& out,
-               std::size_t max_frame) {
+               std::size_t max_frame, PayloadChannel* payloads) {
   const std::size_t at = begin_frame(out);
   const std::uint64_t t0 = now_ns();
   ThrowCapture capture(__builtin_frame_address(0));  // the task's throws record their stacks
   try {
+    if (is_shared_frame(h)) {
+      if (!payloads) throw SerializationError("corrupt frame: a shared payload without buffers");
+      payload = payloads->open(payload, max_frame).payload;
+    }
     invoke_payload(payload, out, max_frame);
     finish_frame(out, at, FrameKind::kResultOk, h.task_id, now_ns() - t0, max_frame);
+    if (payloads) payloads->share_in_place(out, at);
   } catch (...) {
     out.resize(at + kFrameHeaderSize);
     encode_current_exception(out, capture.traceback());
@@ -86,7 +92,7 @@ void run_frame(const FrameHeader& h, std::span<const char> payload, Bytes& out,
   }
 }
 
-void enter_worker_process(int fd, std::string name, int log_fd) {
+void enter_worker_process(int fd, std::string name, int log_fd, int shared_fd) {
   set_process_name(std::move(name));
   if (log_fd >= 0) {
     forward_logging_to(log_fd);
@@ -97,7 +103,7 @@ void enter_worker_process(int fd, std::string name, int log_fd) {
   // pool, workers must not die mid-task on their own.
   ::signal(SIGINT, SIG_IGN);
   ::signal(SIGPIPE, SIG_IGN);
-  const std::array<int, 2> keep{fd, log_fd};
+  const std::array<int, 3> keep{fd, log_fd, shared_fd};
   close_fds_except(keep);
 }
 
@@ -113,12 +119,16 @@ class Inbox {
   // worker's first pages each cost a page fault (~15 us on a paravirtualized guest), and a
   // maxtasksperchild=1 worker reads one small frame in its whole life, so a 64 KiB buffer
   // zeroed up front cost it 16 faults; a busy worker still reaches batch-sized reads.
-  Inbox(int fd, std::size_t cap) : fd_(fd), reader_(cap, kFirstBytes) {}
+  Inbox(int fd, std::size_t cap, PayloadChannel* payloads)
+      : fd_(fd), reader_(cap, kFirstBytes), payloads_(payloads) {}
 
   // The next complete frame (header validated), or nullopt when more bytes are needed.
   // Exits the process on a corrupt frame.
   std::optional<Frame> peek() { return frame_at(0); }
+  // Done with the front frame (run or skipped): a shared payload's buffer goes back to the
+  // coordinator.
   void pop(const Frame& f) {
+    if (payloads_ && is_shared_frame(f.header)) payloads_->release(f.payload);
     reader_.pop(f);
     scanned_ = scanned_ > f.size() ? scanned_ - f.size() : 0;
   }
@@ -170,6 +180,7 @@ class Inbox {
   static constexpr std::size_t kFirstBytes = 4096;
   static constexpr std::size_t kBatchBytes = 1 << 16;
   FrameReader reader_;
+  PayloadChannel* payloads_;
   std::size_t scanned_ = 0;  // bytes from the front already looked at for kCancel frames
   std::vector<std::uint64_t> cancelled_;
 };
@@ -209,7 +220,7 @@ void run_worker(int fd, const WorkerConfig& config) {
   g_task_stop.running.store(0, std::memory_order_relaxed);
   g_task_stop.posted = config.progress ? &config.progress->stop_task : nullptr;
   const std::size_t cap = config.max_frame_bytes;
-  Inbox inbox(fd, cap);
+  Inbox inbox(fd, cap, config.payloads);
   Bytes out;
   out.reserve(1 << 16);
   std::size_t tasks_done = 0;
@@ -280,7 +291,9 @@ void run_worker(int fd, const WorkerConfig& config) {
       const std::size_t reply_at = out.size();
       // Which task a stop request must name (0 for the initializer: never asked).
       if (g_task_stop.posted) g_task_stop.running.store(h->task_id, std::memory_order_relaxed);
-      run_frame(*h, f->payload, out, cap);
+      // A direct call's reply goes to its caller's mailbox or inline: its caller cannot read the
+      // coordinator's shared buffers.
+      run_frame(*h, f->payload, out, cap, direct ? nullptr : config.payloads);
       if (counted && config.progress) {
         config.progress->finished.fetch_add(1, std::memory_order_release);
       }

@@ -100,6 +100,10 @@ struct PoolOptions {
   // Largest frame (task or result) accepted, in bytes; checked before anything is allocated.
   // At least 4 KiB (smaller values are raised to it).
   std::size_t max_frame_bytes = detail::kDefaultMaxFrameBytes;
+  // Tasks and results whose encoded payload is at least this many bytes (and at most 16 MiB)
+  // cross through a shared-memory buffer of their worker instead of its socket: copied once
+  // and read in place. 0: never (every frame through the socket).
+  std::size_t shared_payload_min = std::size_t{64} << 10;
 
   // Worker hooks (Celery's on_process_up / on_process_down), in this process: called once when
   // a worker process has started (its pid is known) and once when it has ended, whatever the

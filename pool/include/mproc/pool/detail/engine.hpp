@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "mproc/pool/detail/callback_runner.hpp"
+#include "mproc/pool/detail/frame_buffers.hpp"
 #include "mproc/pool/detail/task_canceller.hpp"
 #include "mproc/pool/pool_stats.hpp"
 #include "mproc/serialize/detail/wire_archive.hpp"
@@ -39,6 +40,8 @@ class ChunkJob {
 // One frame of work and what to do with its outcome.
 class Task : public ChunkJob {
  public:
+  ~Task() override { recycle_frame_buffer(frame); }  // a large frame's buffer is reused
+
   // I/O thread. Decode `payload` (the worker's results) and complete. Must not throw.
   virtual void on_ok(std::span<const char> payload) noexcept = 0;
   // I/O thread. The task failed (its exception, a lost worker, termination). Must not throw.

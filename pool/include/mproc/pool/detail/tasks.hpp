@@ -14,6 +14,7 @@
 
 #include "mproc/pool/async_result.hpp"
 #include "mproc/pool/detail/engine.hpp"
+#include "mproc/pool/detail/frame_buffers.hpp"
 #include "mproc/progress.hpp"
 #include "mproc/serialize/detail/callable.hpp"
 #include "mproc/serialize/detail/frame.hpp"
@@ -24,7 +25,7 @@ namespace mproc::detail {
 template <class Fn, class Item, CallShape S, class It>
 void encode_chunk(Task& task, const Fn& fn, It& it, std::uint32_t count, std::size_t cap) {
   Bytes& f = task.frame;
-  f.reserve(64 + count * (std::is_trivially_copyable_v<Item> ? sizeof(Item) : 16));
+  reserve_frame(f, 64 + count * (std::is_trivially_copyable_v<Item> ? sizeof(Item) : 16));
   const std::size_t at = begin_frame(f);
   encode_callable<Fn, Item, S>(f, fn, count);
   WireOutputArchive ar(f);
@@ -62,7 +63,7 @@ std::size_t wire_size_hint(const T& v) {
 template <class Fn, class Item, class... Args>
 void encode_apply_args(Task& task, const Fn& fn, std::size_t cap, const Args&... args) {
   Bytes& f = task.frame;
-  f.reserve(64 + (std::size_t{0} + ... + wire_size_hint(args)));
+  reserve_frame(f, 64 + (std::size_t{0} + ... + wire_size_hint(args)));
   const std::size_t at = begin_frame(f);
   encode_callable<Fn, Item, CallShape::kApply>(f, fn, 1);
   WireOutputArchive ar(f);

@@ -149,6 +149,15 @@ using apply_item_t = typename apply_item<F, Args...>::type;
 
 // ---- the invoker ---------------------------------------------------------------------------
 
+// Whether std::apply(f, tuple) compiles (std::is_invocable for a tuple of arguments).
+template <class F, class Tuple, std::size_t... I>
+constexpr bool applicable_impl(std::index_sequence<I...>) {
+  return std::is_invocable_v<F, decltype(std::get<I>(std::declval<Tuple>()))...>;
+}
+template <class F, class Tuple>
+inline constexpr bool applicable_v = applicable_impl<F, Tuple>(
+    std::make_index_sequence<std::tuple_size_v<std::remove_reference_t<Tuple>>>());
+
 template <class F, class Item, CallShape S>
 struct call_result;
 template <class F, class Item>
@@ -197,6 +206,9 @@ struct Invoker {
     }
     Item item{};
     for (std::uint32_t i = 0; i < ctx.count; ++i) {
+      // The item is decoded afresh for every call, so it is moved into the call: a by-value
+      // parameter (a 1 MiB vector) takes its buffer instead of a copy. The next decode assigns
+      // every field of the moved-from item.
       decode(ctx, item);
       if constexpr (std::is_void_v<Result>) {
         call(fn, item);
@@ -223,12 +235,22 @@ struct Invoker {
     }
   }
 
+  // Moves the item in when the callable accepts an rvalue (by value or const&); one that takes
+  // its argument by non-const reference gets the item itself, as before.
   template <class Fn>
   static decltype(auto) call(Fn& fn, Item& item) {
     if constexpr (S == CallShape::kApply) {
-      return std::apply(fn, item);
+      if constexpr (applicable_v<Fn&, Item&&>) {
+        return std::apply(fn, std::move(item));
+      } else {
+        return std::apply(fn, item);
+      }
     } else {
-      return std::invoke(fn, item);
+      if constexpr (std::is_invocable_v<Fn&, Item&&>) {
+        return std::invoke(fn, std::move(item));
+      } else {
+        return std::invoke(fn, item);
+      }
     }
   }
 

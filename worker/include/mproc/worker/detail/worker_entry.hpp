@@ -29,8 +29,9 @@ struct WorkerSpec {
   std::uint64_t max_frame_bytes = 0;
   std::uint64_t max_memory = 0;
   std::uint64_t max_address_space = 0;
-  std::uint32_t nslots = 0;    // progress slots in the shared region
-  std::int32_t log_level = 6;  // spdlog level of the pool's logger (6: off)
+  std::uint64_t shared_payload_min = 0;  // results this large go through shared memory (0: never)
+  std::uint32_t nslots = 0;              // progress slots in the shared region
+  std::int32_t log_level = 6;            // spdlog level of the pool's logger (6: off)
 };
 
 // Starts a pool's zygote. `progress_fd` is a memfd holding `spec.nslots` WorkerTaskCounters slots;

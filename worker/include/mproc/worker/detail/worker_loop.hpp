@@ -38,8 +38,11 @@ struct WorkerTaskCounters {
 };
 static_assert(offsetof(WorkerTaskCounters, mailbox) == 64, "counters on their own cache line");
 
+class PayloadChannel;
+
 struct WorkerConfig {
   WorkerTaskCounters* progress = nullptr;  // this worker's slot (may be null: no bookkeeping)
+  PayloadChannel* payloads = nullptr;      // its shared payload buffers (null: all inline)
   std::size_t maxtasks = 0;
   std::size_t max_frame_bytes = 0;
   std::size_t max_memory = 0;         // peak RSS after which the worker retires (0: none)
@@ -50,13 +53,16 @@ struct WorkerConfig {
 
 // Runs one task or init frame's payload and appends the reply frame (kResultOk with the
 // results, or kResultErr with the encoded exception) to `out`; replies larger than `max_frame`
-// become a SerializationError. Never throws. Shared by process workers and MPI ranks.
+// become a SerializationError. With `payloads`, a shared frame's payload is read in place and
+// a large result goes out through a shared buffer (payload_channel.hpp). Never throws. Shared
+// by process workers and MPI ranks.
 void run_frame(const FrameHeader& h, std::span<const char> payload, Bytes& out,
-               std::size_t max_frame);
+               std::size_t max_frame, PayloadChannel* payloads = nullptr);
 
 // Prepares a freshly forked worker: name, signals, descriptors, logging. Keeps only `fd`,
-// `log_fd` (and 0-2). With a `log_fd` (a LogRelay's write end, log_channel.hpp) mproc's logger
-// sends its records to the parent; without one (-1) it writes to stderr.
-void enter_worker_process(int fd, std::string name, int log_fd = -1);
+// `log_fd`, `shared_fd` (the pool's shared memfd) and 0-2. With a `log_fd` (a LogRelay's write end,
+// log_channel.hpp) mproc's logger sends its records to the parent; without one (-1) it writes to
+// stderr.
+void enter_worker_process(int fd, std::string name, int log_fd = -1, int shared_fd = -1);
 
 }  // namespace mproc::detail
