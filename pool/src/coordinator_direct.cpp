@@ -28,7 +28,7 @@ constexpr std::uint64_t kWorkerSpinNs = 60'000;
 // Larger task frames take the queue: the socket buffer would split them anyway.
 constexpr std::size_t kMaxDirectFrame = 64 * 1024;
 
-constexpr auto kLoadSample = std::chrono::milliseconds(20);
+constexpr auto kLoadSample = std::chrono::milliseconds(1);
 
 // The machine's runnable threads now (the fourth field of /proc/loadavg: "running/total"), or
 // 0 when it cannot be read (then nobody polls).
