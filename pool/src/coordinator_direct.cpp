@@ -123,11 +123,11 @@ bool Coordinator::Impl::run_now(Task& t) {
     state_.add_tasks_locked(1);  // throws when the pool no longer takes tasks
   }
   DirectMailbox& box = *lane->box;
+  lane->task_id.store(t.id, std::memory_order_release);  // before the post: see drop_lane
   if (!mail_post(box)) {  // its worker is lost: queue the call instead
     task_finished(1);
     return false;
   }
-  lane->task_id.store(t.id, std::memory_order_release);
   const bool spin = should_poll();
   set_frame_kind(t.frame, FrameKind::kTaskDirect);
   set_frame_aux(t.frame, spin ? kWorkerSpinNs : 0);
@@ -292,25 +292,43 @@ bool Coordinator::Impl::bind_lane(Worker& w) {
   return false;
 }
 
-bool Coordinator::Impl::drop_lane(Worker& w, std::exception_ptr lost) {
+// Ends `w`'s lane. A lent call still waiting gets `verdict(id)`'s error (null: it never began,
+// and its caller queues it instead), decided only once the mailbox shows the call posted: the
+// caller writes the call's id before it posts, so the id read then is that call's. A lane lent
+// but not yet posted to is settled too: the caller's post fails and it queues the call.
+// Returns whether a posted call was failed.
+template <class Verdict>
+bool Coordinator::Impl::drop_lane(Worker& w, Verdict&& verdict) {
   DirectLane* l = std::exchange(w.lane, nullptr);
   if (!l) return false;
   w.direct_done += l->calls.load(std::memory_order_relaxed);
   l->bound = false;
-  bool settled = false;
+  bool failed = false;
   if (lane_lent(*l)) {
-    l->lost = std::move(lost);
-    const Settled s = mail_settle(*l->box, kMailLost);
-    settled = s.settled;
-    if (s.wake) futex_wake(&l->box->word, 1, FutexScope::kShared);
+    auto word = mail_word(*l->box);
+    std::uint32_t seen = word.load(std::memory_order_acquire);
+    while (seen == kMailIdle || mail_pending(seen)) {
+      std::exception_ptr e =
+          mail_pending(seen) ? verdict(l->task_id.load(std::memory_order_acquire)) : nullptr;
+      const bool fails = e != nullptr;
+      l->lost = std::move(e);  // the caller's once the word says kMailLost: not read again here
+      if (word.compare_exchange_weak(seen, kMailLost, std::memory_order_acq_rel,
+                                     std::memory_order_acquire)) {
+        if (seen == kMailPostedAsleep) futex_wake(&l->box->word, 1, FutexScope::kShared);
+        failed = fails;
+        break;
+      }
+    }
   }
   if (lane_unbind(*l)) ::close(std::exchange(l->fd, -1));
-  return settled;
+  return failed;
 }
 
 void Coordinator::Impl::drop_all_lanes(const std::exception_ptr& e) {
   for (auto& w : workers_) {
-    if (w->lane && drop_lane(*w, e)) counts_.failed_by(TaskFailure::kAborted);
+    if (w->lane && drop_lane(*w, [&](std::uint64_t) { return e; })) {
+      counts_.failed_by(TaskFailure::kAborted);
+    }
   }
 }
 
@@ -318,17 +336,16 @@ void Coordinator::Impl::drop_all_lanes(const std::exception_ptr& e) {
 // if it never did.
 void Coordinator::Impl::settle_lent_call(Worker& w) {
   if (!w.lane) return;
-  const std::uint64_t id = w.lane->task_id.load(std::memory_order_acquire);
-  std::exception_ptr lost;
-  if (lane_lent(*w.lane) && id != 0 && mail_started(*w.lane->box) == id) {
+  DirectMailbox& box = *w.lane->box;
+  const bool failed = drop_lane(w, [&](std::uint64_t id) -> std::exception_ptr {
+    if (id == 0 || mail_started(box) != id) return nullptr;
     const DeadWorker who{w.name, w.pid, w.status};
     std::string msg = lost_message(who, Culprit{id, 1});
     get_logger()->warn("{}", msg);
-    lost = std::make_exception_ptr(
+    return std::make_exception_ptr(
         WorkerLostError(std::move(msg), w.pid, exit_code(w.status), exit_signal(w.status)));
-  }
-  const bool counted = lost != nullptr;
-  if (drop_lane(w, std::move(lost)) && counted) counts_.failed_by(TaskFailure::kWorkerLost);
+  });
+  if (failed) counts_.failed_by(TaskFailure::kWorkerLost);
 }
 
 bool Coordinator::Impl::deliver_direct_reply(Worker& w, const WorkerLink::Frame& f) {

@@ -167,9 +167,8 @@ class Coordinator::Impl {
   void reclaim_lanes();
   void lend_idle_workers();
   bool bind_lane(Worker& w);
-  // Ends `w`'s lane; a lent call fails with `lost` (null: it is queued instead). Returns
-  // whether that call was still waiting.
-  bool drop_lane(Worker& w, std::exception_ptr lost);
+  template <class Verdict>
+  bool drop_lane(Worker& w, Verdict&& verdict);
   void drop_all_lanes(const std::exception_ptr& e);
   void settle_lent_call(Worker& w);
   bool deliver_direct_reply(Worker& w, const WorkerLink::Frame& f);
