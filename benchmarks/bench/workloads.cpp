@@ -430,8 +430,8 @@ std::vector<Workload> make_workloads(const Config& cfg, const std::vector<std::s
     add_mpi(w, cfg, "apply", u, n.cpp);
     w.ratios = {
         ratio("apply", "mproc / socketpair RTT", "mproc", "socketpair", 1.3, true),
-        ratio("apply", "python / mproc (x faster)", "python", "mproc", 5.0),
-        ratio("apply", "mproc / std-threadpool", "mproc", "std-threadpool", std::nullopt, true),
+        ratio("apply", "python / mproc (x faster)", "python", "mproc", 50.0),
+        ratio("apply", "mproc / std-threadpool", "mproc", "std-threadpool", 0.5, true),
         ratio("apply", "mproc-mpi / mproc", "mproc-mpi", "mproc", std::nullopt, true),
     };
     out.push_back(std::move(w));
@@ -458,8 +458,8 @@ std::vector<Workload> make_workloads(const Config& cfg, const std::vector<std::s
     }));
     add_python(w, cfg, "python", "apply_async", u, n.python);
     w.ratios = {
-        ratio("apply_async", "mproc / std-threadpool", "mproc", "std-threadpool", 1.0),
-        ratio("apply_async", "mproc / python", "mproc", "python", 30.0),
+        ratio("apply_async", "mproc / std-threadpool", "mproc", "std-threadpool", 1.5),
+        ratio("apply_async", "mproc / python", "mproc", "python", 60.0),
         ratio("apply_async", "mproc / socketpair stream", "mproc", "socketpair-stream"),
         ratio("apply_async", "mproc-threads / std-threadpool", "mproc-threads", "std-threadpool"),
         ratio("apply_async", "mproc-as-completed / mproc (as_completed vs get)",
@@ -480,7 +480,7 @@ std::vector<Workload> make_workloads(const Config& cfg, const std::vector<std::s
     }));
     add_python(w, cfg, "python", "map", u, n.python);
     add_mpi(w, cfg, "map", u, n.cpp);
-    w.ratios = {ratio("map", "mproc / python", "mproc", "python", 10.0),
+    w.ratios = {ratio("map", "mproc / python", "mproc", "python", 15.0),
                 ratio("map", "mproc-mpi / mproc", "mproc-mpi", "mproc")};
     out.push_back(std::move(w));
   }
