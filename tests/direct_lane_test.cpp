@@ -25,6 +25,7 @@ std::unique_ptr<d::DirectMailbox> fresh_box() {
   box->word = d::kMailIdle;
   box->length = 0;
   box->started = 0;
+  box->owner = 0;
   return box;
 }
 

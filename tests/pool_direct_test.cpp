@@ -117,8 +117,8 @@ TEST_P(PoolDirect, RepliesAroundAndFarAboveTheMailboxSizeArriveWhole) {
   mproc::Pool pool(n());
   ASSERT_TRUE(warmed_up(pool));
   const std::uint64_t direct_before = pool.stats().tasks.direct;
-  // The mailbox holds 8176 bytes of reply frame: a 24-byte header, an 8-byte length, the text.
-  const std::size_t edge = 8192 - 16 - 24 - 8;
+  // The mailbox holds 8168 bytes of reply frame: a 24-byte header, an 8-byte length, the text.
+  const std::size_t edge = 8192 - 24 - 24 - 8;
   std::size_t calls = 0;
   for (std::size_t size : {std::size_t{0}, std::size_t{100}, edge - 1, edge, edge + 1,
                            std::size_t{9000}, std::size_t{100000}, std::size_t{3} << 20}) {

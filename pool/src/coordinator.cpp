@@ -321,9 +321,9 @@ PoolStats Coordinator::stats() const {
   check_owner();
   return impl_->stats();
 }
-bool Coordinator::run_now(Task& t) {
+bool Coordinator::run_now(std::unique_ptr<Task>& task) {
   check_owner();
-  return impl_->run_now(t);
+  return impl_->run_now(task);
 }
 
 std::shared_ptr<PoolEngine> make_process_engine(const PoolOptions& options) {

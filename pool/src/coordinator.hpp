@@ -72,7 +72,7 @@ class Coordinator final : public PoolEngine {
   // Takes the snapshot on the I/O thread (a round trip to it), then reads each worker's RSS on
   // the caller's thread. Throws PoolStateError in a fork child, std::bad_alloc.
   PoolStats stats() const override;
-  bool run_now(Task& task) override;
+  bool run_now(std::unique_ptr<Task>& task) override;
 
   class Impl;
 

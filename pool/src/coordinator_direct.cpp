@@ -108,25 +108,28 @@ bool complete_from_frame(Task& t, std::span<const char> frame, std::size_t max_f
 
 // ---- the caller's side ----------------------------------------------------------------------
 
-bool Coordinator::Impl::run_now(Task& t) {
+bool Coordinator::Impl::run_now(std::unique_ptr<Task>& task) {
+  Task& t = *task;
   if (!lanes_ || t.frame.size() > kMaxDirectFrame) return false;
   DirectLane* lane = claim_lane();
   if (!lane) return false;
   lent_.fetch_add(1, std::memory_order_relaxed);
-  struct Release {
-    Impl& self;
-    DirectLane& lane;
-    ~Release() { self.release_lane(lane); }
-  } release{*this, *lane};
-  {
+  try {
     std::lock_guard lock(state_.mu);
     state_.add_tasks_locked(1);  // throws when the pool no longer takes tasks
+  } catch (...) {
+    release_lane(*lane);
+    throw;
   }
+  // From here the call is counted as outstanding until its outcome is in: a call that cannot
+  // go directly is queued with that count (requeue_counted), so a close() meanwhile cannot
+  // refuse a call accepted before it.
   DirectMailbox& box = *lane->box;
   lane->task_id.store(t.id, std::memory_order_release);  // before the post: see drop_lane
-  if (!mail_post(box)) {  // its worker is lost: queue the call instead
-    task_finished(1);
-    return false;
+  if (!mail_post(box)) {                                 // its worker is lost
+    release_lane(*lane);
+    requeue_counted(task);
+    return true;
   }
   const bool spin = should_poll();
   set_frame_kind(t.frame, FrameKind::kTaskDirect);
@@ -137,33 +140,53 @@ bool Coordinator::Impl::run_now(Task& t) {
     if (partial) ::shutdown(lane->fd, SHUT_RDWR);
     if (!partial && mail_withdraw(box)) {
       get_logger()->debug("direct call {} not sent ({}); queueing it", t.id, strerror(err));
-      set_frame_kind(t.frame, FrameKind::kTask);
-      set_frame_aux(t.frame, 0);
-      task_finished(1);
-      return false;
+      release_lane(*lane);
+      requeue_counted(task);
+      return true;
     }
   }
   const std::uint32_t outcome = await_mail(box, spin);
-  bool queued_instead = false;
+  bool never_began = false;
   if (outcome == kMailReplied) {
-    tally_direct(t, complete_from_frame(t, {box.reply, box.length}, opts_.max_frame_bytes));
     lane->calls.fetch_add(1, std::memory_order_relaxed);
+    tally_direct(t, complete_from_frame(t, {box.reply, box.length}, opts_.max_frame_bytes));
   } else if (outcome == kMailReplyElsewhere) {
+    lane->calls.fetch_add(1, std::memory_order_relaxed);
     tally_direct(t, complete_from_frame(t, lane->reply, opts_.max_frame_bytes));
     lane->reply.clear();
-    lane->calls.fetch_add(1, std::memory_order_relaxed);
   } else if (lane->lost) {  // kMailLost: the worker died with it, or the pool stopped
     t.on_error(std::exchange(lane->lost, nullptr));
     std::lock_guard lock(tally_.mu);
     ++tally_.lost;
   } else {  // kMailLost before the worker began it: it never ran
-    queued_instead = true;
-    set_frame_kind(t.frame, FrameKind::kTask);
-    set_frame_aux(t.frame, 0);
+    never_began = true;
   }
-  mail_reset(box);
-  task_finished(1);
-  return !queued_instead;
+  // Only the outcome this call saw is cleared: once the lane is unbound the mailbox may be
+  // another worker's (its slot reused) and must not be touched blindly.
+  mail_cas(box, outcome, kMailIdle);
+  // Given back before the call counts as finished: join() may end the pool as soon as it is.
+  release_lane(*lane);
+  if (never_began) {
+    requeue_counted(task);
+  } else {
+    task_finished(1);
+  }
+  return true;
+}
+
+// A call that was counted as outstanding and did not run directly goes to the queue with that
+// count, as a kTask.
+void Coordinator::Impl::requeue_counted(std::unique_ptr<Task>& task) {
+  set_frame_kind(task->frame, FrameKind::kTask);
+  set_frame_aux(task->frame, 0);
+  bool wake = false;
+  {
+    std::lock_guard lock(state_.mu);
+    inbox_.push_back(std::move(task));
+    wake = !wake_pending_;
+    wake_pending_ = true;
+  }
+  if (wake) asio::post(io_, [this] { dispatch(); });
 }
 
 // Polling pays only while the caller and its worker each have a CPU nobody else wants: the
@@ -210,6 +233,11 @@ void Coordinator::Impl::release_lane(DirectLane& lane) noexcept {
     case LaneReturn::kCloseFd:
       ::close(std::exchange(lane.fd, -1));
       lane_shut(lane);
+      // A new worker in the lost one's slot waits for this lane to let go of the mailbox.
+      try {
+        asio::post(io_, [this] { lend_idle_workers(); });
+      } catch (...) {  // no memory: the next dispatch lends it
+      }
       break;
   }
 }
@@ -268,13 +296,23 @@ void Coordinator::Impl::lend_idle_workers() {
                       !w->timed_out && !w->cancelled_head && w->link.held_count() == 0 &&
                       !w->link.writing && w->slot != ProgressSlots::kNoSlot;
     if (!idle) continue;
-    if (!w->lane && !bind_lane(*w)) return;  // every lane is bound or still lent
+    if (!w->lane && !bind_lane(*w)) continue;  // no lane free, or its mailbox still held
     std::uint32_t shut = DirectLane::kShut;
     w->lane->gate.compare_exchange_strong(shut, DirectLane::kOpen, std::memory_order_acq_rel);
   }
 }
 
 bool Coordinator::Impl::bind_lane(Worker& w) {
+  DirectMailbox* box = &progress_->data()[w.slot].mailbox;
+  // Only a worker that mapped its slot answers through the mailbox (and marks the calls it
+  // begins, which tells a lost call from one never begun).
+  if (mail_owner(*box) != w.pid) return false;
+  for (std::size_t i = 0; i < nlanes_; ++i) {  // a lost worker's caller may still read it
+    if (lanes_[i].box == box &&
+        lanes_[i].gate.load(std::memory_order_acquire) != DirectLane::kShut) {
+      return false;
+    }
+  }
   for (std::size_t i = 0; i < nlanes_; ++i) {
     DirectLane& l = lanes_[i];
     if (l.bound || l.gate.load(std::memory_order_acquire) != DirectLane::kShut) continue;
@@ -282,8 +320,10 @@ bool Coordinator::Impl::bind_lane(Worker& w) {
     if (fd < 0) return false;  // out of descriptors: no direct calls for now
     if (l.fd >= 0) ::close(l.fd);
     l.fd = fd;
-    l.box = &progress_->data()[w.slot].mailbox;
+    l.box = box;
     mail_reset(*l.box);
+    l.lost = nullptr;
+    l.reply.clear();
     l.calls.store(0, std::memory_order_relaxed);
     l.bound = true;
     w.lane = &l;
@@ -303,24 +343,32 @@ bool Coordinator::Impl::drop_lane(Worker& w, Verdict&& verdict) {
   if (!l) return false;
   w.direct_done += l->calls.load(std::memory_order_relaxed);
   l->bound = false;
+  // Unbound first: from now on nobody can claim it, so a lent call settled below is the last.
+  if (lane_unbind(*l)) {
+    ::close(std::exchange(l->fd, -1));
+    return false;
+  }
   bool failed = false;
-  if (lane_lent(*l)) {
-    auto word = mail_word(*l->box);
-    std::uint32_t seen = word.load(std::memory_order_acquire);
-    while (seen == kMailIdle || mail_pending(seen)) {
-      std::exception_ptr e =
-          mail_pending(seen) ? verdict(l->task_id.load(std::memory_order_acquire)) : nullptr;
-      const bool fails = e != nullptr;
-      l->lost = std::move(e);  // the caller's once the word says kMailLost: not read again here
-      if (word.compare_exchange_weak(seen, kMailLost, std::memory_order_acq_rel,
-                                     std::memory_order_acquire)) {
-        if (seen == kMailPostedAsleep) futex_wake(&l->box->word, 1, FutexScope::kShared);
-        failed = fails;
-        break;
+  auto word = mail_word(*l->box);
+  std::uint32_t seen = word.load(std::memory_order_acquire);
+  while (seen == kMailIdle || mail_pending(seen)) {
+    std::exception_ptr e;
+    if (mail_pending(seen)) {
+      try {
+        e = verdict(l->task_id.load(std::memory_order_acquire));
+      } catch (...) {  // no memory for the message: the call fails with that instead of hanging
+        e = std::current_exception();
       }
     }
+    const bool fails = e != nullptr;
+    l->lost = std::move(e);  // the caller's once the word says kMailLost: not read again here
+    if (word.compare_exchange_weak(seen, kMailLost, std::memory_order_acq_rel,
+                                   std::memory_order_acquire)) {
+      if (seen == kMailPostedAsleep) futex_wake(&l->box->word, 1, FutexScope::kShared);
+      failed = fails;
+      break;
+    }
   }
-  if (lane_unbind(*l)) ::close(std::exchange(l->fd, -1));
   return failed;
 }
 

@@ -111,8 +111,8 @@ class Coordinator::Impl {
   }
   pid_t zygote_pid() const noexcept { return zygote_pid_.load(); }
   PoolStats stats();
-  // Runs `t` on an idle worker without the queue and blocks until it completes (PoolEngine).
-  bool run_now(Task& t);
+  // Runs `task` on an idle worker without the queue and blocks until it completes (PoolEngine).
+  bool run_now(std::unique_ptr<Task>& task);
 
  private:
   // ---- coordinator.cpp: the I/O thread and shutdown
@@ -160,6 +160,7 @@ class Coordinator::Impl {
   // ---- coordinator_direct.cpp: direct calls (the caller's side, then the I/O thread's)
   DirectLane* claim_lane() noexcept;
   bool should_poll() noexcept;
+  void requeue_counted(std::unique_ptr<Task>& task);
   void release_lane(DirectLane& lane) noexcept;
   std::uint32_t await_mail(DirectMailbox& box, bool spin) noexcept;
   void tally_direct(const Task& t, bool ok) noexcept;

@@ -50,6 +50,7 @@ class ProgressSlots {
     slots_[s].started.store(0);
     slots_[s].finished.store(0);
     slots_[s].stop_task.store(0);
+    mail_own(slots_[s].mailbox, 0);           // not lendable until its new worker says it maps it
     if (payloads_[s]) payloads_[s]->reset();  // its last worker died holding buffers
     return s;
   }

@@ -219,6 +219,7 @@ void run_worker(int fd, const WorkerConfig& config) {
   // pool's task inherited; a worker without a slot is never asked.
   g_task_stop.running.store(0, std::memory_order_relaxed);
   g_task_stop.posted = config.progress ? &config.progress->stop_task : nullptr;
+  if (config.progress) mail_own(config.progress->mailbox, static_cast<std::int32_t>(::getpid()));
   const std::size_t cap = config.max_frame_bytes;
   Inbox inbox(fd, cap, config.payloads);
   Bytes out;

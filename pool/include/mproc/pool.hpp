@@ -206,10 +206,11 @@ class Pool : public detail::PoolApi<Pool> {
       detail::encode_chunk<Fn, Item, detail::CallShape::kApply>(*task, f, p, 1,
                                                                 engine_->max_frame_bytes());
     }
+    std::unique_ptr<detail::Task> frame = std::move(task);
     if constexpr (kRunNow) {
-      if (engine_->run_now(*task)) return AsyncResult<R>(std::move(state));
+      if (engine_->run_now(frame)) return AsyncResult<R>(std::move(state));
     }
-    engine_->submit(std::move(task));
+    engine_->submit(std::move(frame));
     return AsyncResult<R>(std::move(state));
   }
 

@@ -85,10 +85,11 @@ class PoolEngine : public TaskCanceller {
   }
 
   // A blocking call's fast path: runs `task` on a worker that is idle now, bypassing the queue
-  // and the engine's I/O thread, and blocks until its on_ok / on_error has been called (on this
-  // thread). False, with nothing done, when no worker is idle or the engine has no such path:
-  // submit the task instead. Throws PoolStateError as submit() does.
-  virtual bool run_now(Task& task) {
+  // and the engine's I/O thread. True: the engine has it (done, its on_ok / on_error called on
+  // this thread, or queued as by submit(); `task` may be moved from). False, with nothing done,
+  // when no worker is idle or the engine has no such path: submit it instead. Throws
+  // PoolStateError as submit() does.
+  virtual bool run_now(std::unique_ptr<Task>& task) {
     (void)task;
     return false;
   }

@@ -42,16 +42,28 @@ enum MailState : std::uint32_t {
 
 struct DirectMailbox {
   // Replies up to this size (header included) travel here; larger ones on the socket.
-  static constexpr std::size_t kReplyBytes = 8192 - 16;
+  static constexpr std::size_t kReplyBytes = 8192 - 24;
 
   std::uint32_t word;  // MailState; used through std::atomic_ref (and as a futex word)
   std::uint32_t length;
+  // The pid of the worker that answers here (mail_own): the coordinator lends only a worker
+  // that has said so, since one that could not map its slot answers on its socket only.
+  std::int32_t owner;
+  std::uint32_t unused;
   // The id of the direct call the worker began (mail_begin): once the worker is dead, the
   // coordinator tells by it whether the call may have run (WorkerLostError) or never started
   // (it is queued the ordinary way instead).
   std::uint64_t started;
   char reply[kReplyBytes];
 };
+
+// Worker, once at start: it answers direct calls here.
+inline void mail_own(DirectMailbox& box, std::int32_t pid) noexcept {
+  std::atomic_ref<std::int32_t>(box.owner).store(pid, std::memory_order_release);
+}
+inline std::int32_t mail_owner(DirectMailbox& box) noexcept {
+  return std::atomic_ref<std::int32_t>(box.owner).load(std::memory_order_acquire);
+}
 
 // Worker: call `id` begins.
 inline void mail_begin(DirectMailbox& box, std::uint64_t id) noexcept {
