@@ -65,13 +65,19 @@ class PoolDirect : public mproc_test::LeakCheckWithParam<std::size_t> {
   std::size_t n() const { return GetParam(); }
 
   // Until an apply has gone the direct way (the workers are up and idle); false if none did.
-  static bool warmed_up(mproc::Pool& pool) {
+  // A worker serves tasks before the zygote's report of its pid reaches the pool (forkserver,
+  // spawn), so worker_pids() can lag the work: tests that kill or name workers wait for all.
+  bool all_pids_known(mproc::Pool& pool) const {
+    return eventually([&] { return pool.worker_pids().size() == n(); }, mproc_test::scaled(5000ms));
+  }
+  bool warmed_up(mproc::Pool& pool) const {
     return eventually(
-        [&] {
-          EXPECT_EQ(pool.apply(square, 3), 9);
-          return pool.stats().tasks.direct > 0;
-        },
-        mproc_test::scaled(5000ms));
+               [&] {
+                 EXPECT_EQ(pool.apply(square, 3), 9);
+                 return pool.stats().tasks.direct > 0;
+               },
+               mproc_test::scaled(5000ms)) &&
+           all_pids_known(pool);
   }
 };
 
@@ -185,9 +191,8 @@ TEST_P(PoolDirect, AnIdleWorkerKilledFromOutsideFailsNoCall) {
   mproc::Pool pool(n());
   ASSERT_TRUE(warmed_up(pool));
   for (int round = 0; round < 5; ++round) {
-    const auto pids = pool.worker_pids();
-    ASSERT_FALSE(pids.empty());
-    for (pid_t p : pids) ::kill(p, SIGKILL);
+    ASSERT_TRUE(all_pids_known(pool)) << "round " << round << ": replacements never reported";
+    for (pid_t p : pool.worker_pids()) ::kill(p, SIGKILL);
     // The next calls may find a lane whose worker is already dead: they are sent again the
     // ordinary way, never failed, since they never started.
     for (int i = 0; i < 10; ++i) {
