@@ -148,6 +148,72 @@ TEST(Callable, PlainFunctionLambdaAndFunctorRunFromTheirNames) {
   EXPECT_EQ(decode_one<std::size_t>(run_payload(len, "four")), 4u);
 }
 
+namespace {
+
+// A map over numbers runs in bulk in the worker (callable.hpp's run_bulk): its reply must be
+// byte for byte what cereal writes item by item, after whatever the buffer already held.
+template <class F, class Item>
+d::Bytes run_map_chunk(F fn, const std::vector<Item>& items, std::size_t drop_tail = 0,
+                       std::size_t max_out = 0) {
+  d::Bytes payload;
+  d::encode_callable<F, Item, d::CallShape::kMap>(payload, fn,
+                                                  static_cast<std::uint32_t>(items.size()));
+  d::WireOutputArchive ar(payload);
+  for (const Item& x : items) ar(x);
+  payload.resize(payload.size() - drop_tail);
+  d::Bytes out{'e', 'a', 'r', 'l', 'i', 'e', 'r'};
+  d::invoke_payload(payload, out, max_out);
+  return out;
+}
+
+int g_seen_sum = 0;
+void note(int x) {
+  g_seen_sum += x;
+}
+bool is_odd(long x) {
+  return x % 2 != 0;
+}
+
+}  // namespace
+
+TEST(Callable, AMapOverNumbersReplyIsWhatCerealWritesItemByItem) {
+  std::vector<int> ints(1000);
+  for (int i = 0; i < 1000; ++i) ints[i] = i * 7 - 300;
+  const d::Bytes got = run_map_chunk(&twice, ints);
+  d::Bytes want{'e', 'a', 'r', 'l', 'i', 'e', 'r'};
+  {
+    d::WireOutputArchive ar(want);
+    for (int x : ints) ar(twice(x));
+  }
+  EXPECT_EQ(got, want);
+
+  const std::vector<double> ds{0.5, -2.25, 1e300};
+  const d::Bytes scaled = run_map_chunk([](double x) { return x * 2; }, ds);
+  d::WireInputArchive in(std::span<const char>(scaled).subspan(7));
+  for (double x : ds) {
+    double y = 0;
+    in(y);
+    EXPECT_EQ(y, x * 2);
+  }
+  EXPECT_EQ(in.remaining(), 0u);
+
+  const d::Bytes odd = run_map_chunk(&is_odd, std::vector<long>{1, 2, 3});
+  EXPECT_EQ(odd.size(), 7u + 3u);
+  EXPECT_EQ(std::vector<char>(odd.begin() + 7, odd.end()), (std::vector<char>{1, 0, 1}));
+
+  g_seen_sum = 0;
+  EXPECT_EQ(run_map_chunk(&note, std::vector<int>{1, 2, 3, 4}).size(), 7u);  // void: no bytes
+  EXPECT_EQ(g_seen_sum, 10);
+}
+
+TEST(Callable, AMapOverNumbersRefusesShortItemsAndAnOversizedReplyBeforeRunning) {
+  g_seen_sum = 0;
+  EXPECT_THROW(run_map_chunk(&note, std::vector<int>{1, 2, 3}, 1), mproc::SerializationError);
+  EXPECT_THROW(run_map_chunk(&twice, std::vector<int>(100), 0, 399), mproc::SerializationError);
+  EXPECT_EQ(run_map_chunk(&twice, std::vector<int>(100), 0, 400).size(), 407u);
+  EXPECT_EQ(g_seen_sum, 0) << "a short chunk ran some of its items";
+}
+
 TEST(Callable, UnknownInvokerIsRefused) {
   d::Bytes payload;
   d::WireOutputArchive ar(payload);

@@ -53,4 +53,13 @@ void recycle_frame_buffer(Bytes& b) noexcept {
   }
 }
 
+void release_frame_buffers() noexcept {
+  for (Slot& s : slots()) {
+    int full = kFull;
+    if (!s.state.compare_exchange_strong(full, kBusy, std::memory_order_acquire)) continue;
+    Bytes().swap(s.buffer);
+    s.state.store(kEmpty, std::memory_order_release);
+  }
+}
+
 }  // namespace mproc::detail

@@ -20,7 +20,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <functional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -198,6 +200,11 @@ struct Invoker {
       throw SerializationError("corrupt task: " + std::to_string(ctx.count) + " items in " +
                                std::to_string(ctx.in.remaining()) + " bytes");
     }
+    if constexpr (S == CallShape::kMap && std::is_arithmetic_v<Item> &&
+                  (std::is_void_v<Result> || std::is_arithmetic_v<Result>)) {
+      run_bulk(fn, ctx);
+      return;
+    }
     WireOutputArchive out(ctx.out);
     const std::size_t start = ctx.out.size();  // earlier replies may share the buffer
     if constexpr (std::is_arithmetic_v<Result>) {
@@ -218,6 +225,36 @@ struct Invoker {
           throw SerializationError("the task's results exceed max_frame_bytes (" +
                                    std::to_string(ctx.max_out) + " bytes)");
         }
+      }
+    }
+  }
+
+  // map over numbers: cereal's bytes of a run of arithmetic values are the values themselves,
+  // so the chunk is read in place and the results written straight into the reply (one copy
+  // each way, no per-item append: a map of a million ints spent a fifth of its time here).
+  template <class Fn>
+  static void run_bulk(Fn& fn, InvokeContext& ctx) {
+    const std::span<const char> items = ctx.in.take(std::size_t{ctx.count} * sizeof(Item));
+    if constexpr (std::is_void_v<Result>) {
+      for (std::uint32_t i = 0; i < ctx.count; ++i) {
+        Item x;
+        std::memcpy(&x, items.data() + std::size_t{i} * sizeof(Item), sizeof x);
+        std::invoke(fn, x);
+      }
+    } else {
+      const std::size_t bytes = std::size_t{ctx.count} * sizeof(Result);
+      if (ctx.max_out != 0 && bytes > ctx.max_out) {
+        throw SerializationError("the task's results exceed max_frame_bytes (" +
+                                 std::to_string(ctx.max_out) + " bytes)");
+      }
+      const std::size_t start = ctx.out.size();  // earlier replies may share the buffer
+      ctx.out.resize(start + bytes);
+      char* dst = ctx.out.data() + start;
+      for (std::uint32_t i = 0; i < ctx.count; ++i) {
+        Item x;
+        std::memcpy(&x, items.data() + std::size_t{i} * sizeof(Item), sizeof x);
+        const Result r = std::invoke(fn, x);
+        std::memcpy(dst + std::size_t{i} * sizeof(Result), &r, sizeof r);
       }
     }
   }
