@@ -54,10 +54,12 @@ struct WorkerConfig {
 // Runs one task or init frame's payload and appends the reply frame (kResultOk with the
 // results, or kResultErr with the encoded exception) to `out`; replies larger than `max_frame`
 // become a SerializationError. With `payloads`, a shared frame's payload is read in place and
-// a large result goes out through a shared buffer (payload_channel.hpp). Never throws. Shared
-// by process workers and MPI ranks.
-void run_frame(const FrameHeader& h, std::span<const char> payload, Bytes& out,
-               std::size_t max_frame, PayloadChannel* payloads = nullptr);
+// a large result goes out through a shared buffer (payload_channel.hpp). The task's run time
+// (the reply's aux) starts at `started_ns` (CLOCK_MONOTONIC; 0: now); returns when it ended.
+// Never throws. Shared by process workers and MPI ranks.
+std::uint64_t run_frame(const FrameHeader& h, std::span<const char> payload, Bytes& out,
+                        std::size_t max_frame, PayloadChannel* payloads = nullptr,
+                        std::uint64_t started_ns = 0);
 
 // Prepares a freshly forked worker: name, signals, descriptors, logging. Keeps only `fd`,
 // `log_fd`, `shared_fd` (the pool's shared memfd) and 0-2. With a `log_fd` (a LogRelay's write end,
