@@ -2,7 +2,6 @@
 // The rest of Coordinator::Impl is in coordinator_workers.cpp and coordinator_tasks.cpp.
 #include "coordinator.hpp"
 
-#include <malloc.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -17,21 +16,6 @@
 #include "mproc/worker/detail/worker_entry.hpp"
 
 namespace mproc::detail {
-
-namespace {
-
-// The zygote is a fork of this program, alive as long as the pool: every page of the heap it
-// shares costs this program a copy-on-write fault (19-110 us on a VM, with a TLB flush on every
-// CPU) the next time it is written. Memory malloc holds free, and the large frame buffers kept
-// for reuse, are written again soon (a map's frames and results) and are of no use to the
-// zygote, so they go back to the kernel first and come back as zero-fill faults (~2 us a page).
-// Measured on a map of 10^6 ints in a fresh pool: the caller's encoding took 6 ms of its 24.
-void shed_memory_before_fork() noexcept {
-  release_frame_buffers();
-  ::malloc_trim(0);
-}
-
-}  // namespace
 
 Coordinator::Impl::Impl(const PoolOptions& o)
     : opts_(o),
@@ -67,7 +51,10 @@ Coordinator::Impl::Impl(const PoolOptions& o)
       spec.max_address_space = opts_.max_address_space_per_child;
       spec.nslots = progress_->count();
       spec.log_level = static_cast<std::int32_t>(get_logger()->level());
-      if (method_ != StartMethod::kForkserver) shed_memory_before_fork();
+      // Kept frame buffers go back to malloc, which a zygote forked from this program returns
+      // to the kernel first (zygote.cpp): shared with it they would cost a copy-on-write fault
+      // a page at their next use. Under forkserver this only costs their refill.
+      release_frame_buffers();
       zygote_ = start_zygote(method_, spec, progress_->fd(), progress_->data(), logs_.child_fd());
       zygote_pid_.store(zygote_.pid());
       control_ = std::make_unique<asio::posix::stream_descriptor>(io_, zygote_.control_fd());

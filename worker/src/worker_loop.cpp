@@ -282,14 +282,17 @@ void run_worker(int fd, const WorkerConfig& config) {
       if (out.empty()) {
         batch_started = now;
       } else if (now - batch_started > kFlushAfterNs) {
-        flush(fd, out);
-        batch_started = now;
+        flush(fd, out);  // may wait on a full socket: the clock is read again
+        batch_started = now = now_ns();
       }
       const bool counted = h->kind == FrameKind::kTask;
       const bool direct = h->kind == FrameKind::kTaskDirect;
       if (direct) {
         // Its caller waits for exactly this reply: nothing queued may sit behind it.
-        flush(fd, out);
+        if (!out.empty()) {
+          flush(fd, out);  // may wait on a full socket: the clock is read again
+          now = now_ns();
+        }
         batch_started = now;
         spin_ns = h->aux;
         if (config.progress) mail_begin(config.progress->mailbox, h->task_id);

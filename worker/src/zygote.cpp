@@ -1,5 +1,6 @@
 #include "mproc/worker/detail/zygote.hpp"
 
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -193,6 +194,12 @@ Zygote::Zygote(WorkerMain worker_main, std::span<const int> keep_fds) {
   auto [mine, theirs] = make_socketpair(SOCK_SEQPACKET);
   const pid_t coordinator = ::getpid();
   flush_stdio_before_fork();
+  // The zygote lives as long as the pool: every heap page it shares costs this program a
+  // copy-on-write fault at its next write (19-110 us on a VM, with a TLB flush on every CPU).
+  // Memory malloc holds free is written again soon (a map's frames and results) and is of no use
+  // to the zygote, so it goes back to the kernel first and returns as zero-fill faults (~2 us).
+  // Measured on a map of 10^6 ints in a fresh pool: the caller's encoding took 6 ms of its 24.
+  ::malloc_trim(0);
   const pid_t pid = ::fork();
   if (pid < 0) throw std::system_error(errno, std::generic_category(), "fork zygote");
   if (pid == 0) {

@@ -222,8 +222,7 @@ struct Invoker {
       } else {
         out(call(fn, item));
         if (ctx.max_out != 0 && ctx.out.size() - start > ctx.max_out) {
-          throw SerializationError("the task's results exceed max_frame_bytes (" +
-                                   std::to_string(ctx.max_out) + " bytes)");
+          throw_results_exceed(ctx.max_out);
         }
       }
     }
@@ -235,28 +234,29 @@ struct Invoker {
   template <class Fn>
   static void run_bulk(Fn& fn, InvokeContext& ctx) {
     const std::span<const char> items = ctx.in.take(std::size_t{ctx.count} * sizeof(Item));
-    if constexpr (std::is_void_v<Result>) {
-      for (std::uint32_t i = 0; i < ctx.count; ++i) {
-        Item x;
-        std::memcpy(&x, items.data() + std::size_t{i} * sizeof(Item), sizeof x);
-        std::invoke(fn, x);
-      }
-    } else {
+    [[maybe_unused]] char* results = nullptr;
+    if constexpr (!std::is_void_v<Result>) {
       const std::size_t bytes = std::size_t{ctx.count} * sizeof(Result);
-      if (ctx.max_out != 0 && bytes > ctx.max_out) {
-        throw SerializationError("the task's results exceed max_frame_bytes (" +
-                                 std::to_string(ctx.max_out) + " bytes)");
-      }
+      if (ctx.max_out != 0 && bytes > ctx.max_out) throw_results_exceed(ctx.max_out);
       const std::size_t start = ctx.out.size();  // earlier replies may share the buffer
       ctx.out.resize(start + bytes);
-      char* dst = ctx.out.data() + start;
-      for (std::uint32_t i = 0; i < ctx.count; ++i) {
-        Item x;
-        std::memcpy(&x, items.data() + std::size_t{i} * sizeof(Item), sizeof x);
+      results = ctx.out.data() + start;
+    }
+    for (std::uint32_t i = 0; i < ctx.count; ++i) {
+      Item x;
+      std::memcpy(&x, items.data() + std::size_t{i} * sizeof(Item), sizeof x);
+      if constexpr (std::is_void_v<Result>) {
+        std::invoke(fn, x);
+      } else {
         const Result r = std::invoke(fn, x);
-        std::memcpy(dst + std::size_t{i} * sizeof(Result), &r, sizeof r);
+        std::memcpy(results + std::size_t{i} * sizeof(Result), &r, sizeof r);
       }
     }
+  }
+
+  [[noreturn]] static void throw_results_exceed(std::size_t max_out) {
+    throw SerializationError("the task's results exceed max_frame_bytes (" +
+                             std::to_string(max_out) + " bytes)");
   }
 
   // Whatever goes wrong while decoding arguments is a corrupt task, whichever type cereal or a
